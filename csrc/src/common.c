@@ -69,7 +69,7 @@ void lab_warn(const char *fmt, ...) {
 }
 
 // The cores OpenBLAS 0.3.21 picks when it does not recognise a CPU: generic SSE kernels.
-static int blas_core_is_fallback(const char *core) {
+int lab_blas_core_is_fallback(const char *core) {
     static const char *const fallback[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
                                            "Atom", "Katmai", "Coppermine", "Northwood", "Banias",
                                            "Opteron", "Barcelona", "Bobcat", "unknown"};
@@ -78,7 +78,7 @@ static int blas_core_is_fallback(const char *core) {
     return 0;
 }
 
-static const char *blas_core_for_cpu(void) {
+const char *lab_blas_core_for_cpu(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl"))
@@ -112,8 +112,8 @@ static void append_quoted(char **buf, size_t *len, size_t *cap, const char *arg)
 void lab_init(const char *prog, int argc, char **argv) {
     snprintf(g_prog, sizeof g_prog, "%s", prog);
     const char *core = openblas_get_corename();
-    if (!getenv("OPENBLAS_CORETYPE") && blas_core_is_fallback(core)) {
-        const char *want = blas_core_for_cpu();
+    if (!getenv("OPENBLAS_CORETYPE") && lab_blas_core_is_fallback(core)) {
+        const char *want = lab_blas_core_for_cpu();
         if (want) {
             // The variable is read when libopenblas loads: run ourselves again with it set.
             setenv("OPENBLAS_CORETYPE", want, 1);

@@ -40,6 +40,8 @@ double lab_now(void);                // monotonic seconds
 int lab_threads(void);               // OpenMP max threads (== BLAS threads, set together)
 void lab_set_threads(int n);         // sets OpenMP and OpenBLAS thread counts
 const char *lab_blas_core(void);     // openblas_get_corename()
+int lab_blas_core_is_fallback(const char *core);  // a generic-SSE core OpenBLAS picks when it misdetects
+const char *lab_blas_core_for_cpu(void);          // the core this CPU's features call for, or NULL
 const char *lab_cpu_name(void);      // model name from /proc/cpuinfo
 const char *lab_host_name(void);
 double lab_load_average(void);       // 1-minute load, from /proc/loadavg
