@@ -964,15 +964,22 @@ static void write_corpus(const CorpusOptions *o, const Sources *ss, const Files 
     const char **licence = lab_malloc(np * sizeof *licence), **source = lab_malloc(np * sizeof *source);
     const char **deb_sha = lab_malloc(np * sizeof *deb_sha);
     uint8_t *pkg_split = lab_malloc(np);
+    uint64_t *counts_raw = lab_malloc(4 * np * sizeof *counts_raw);
+    uint64_t *files_raw = counts_raw, *bytes_raw = counts_raw + np, *files_kept = counts_raw + 2 * np,
+             *bytes_kept = counts_raw + 3 * np;
     for (size_t i = 0; i < np; i++) {
         const Source *s = &ss->v[i];
         name[i] = s->name; version[i] = s->version; licence[i] = s->licence;
         source[i] = s->source; deb_sha[i] = s->sha256; pkg_split[i] = (uint8_t)s->split;
+        files_raw[i] = s->raw_files; bytes_raw[i] = s->raw_bytes;
+        files_kept[i] = s->kept_files; bytes_kept[i] = s->kept_bytes;
     }
     H5Column pcols[] = {
         {"name", LAB_STR, name, NULL}, {"version", LAB_STR, version, NULL}, {"licence", LAB_STR, licence, NULL},
-        {"source", LAB_STR, source, NULL}, {"sha256", LAB_STR, deb_sha, NULL}, {"split", LAB_U8, pkg_split, NULL}};
-    h5_table_write(w.file, "packages", np, 6, pcols);
+        {"source", LAB_STR, source, NULL}, {"sha256", LAB_STR, deb_sha, NULL}, {"split", LAB_U8, pkg_split, NULL},
+        {"files_raw", LAB_U64, files_raw, "files"}, {"bytes_raw", LAB_U64, bytes_raw, "bytes"},
+        {"files_kept", LAB_U64, files_kept, "files"}, {"bytes_kept", LAB_U64, bytes_kept, "bytes"}};
+    h5_table_write(w.file, "packages", np, 10, pcols);
 
     const char *filter[FILTER_COUNT + 1];
     for (int f = 0; f < FILTER_COUNT; f++) filter[f] = FILTER_NAMES[f];
@@ -1009,7 +1016,7 @@ static void write_corpus(const CorpusOptions *o, const Sources *ss, const Files 
     h5_finish(&w);
 
     free(markers);
-    free(name); free(version); free(licence); free(source); free(deb_sha); free(pkg_split);
+    free(name); free(version); free(licence); free(source); free(deb_sha); free(pkg_split); free(counts_raw);
     free(content); free(offset); free(length); free(pkg); free(split); free(path); free(sha);
 }
 
