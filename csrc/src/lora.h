@@ -42,3 +42,16 @@ void lora_attach(Model *m, const LoraConfig *lc, uint64_t seed);
 // Folds scale * B A into the base weights and detaches the adapter.
 void lora_merge(Model *m);
 void lora_detach(Model *m);
+
+// The adapter's term inside one linear layer, called by model.c where target t of layer l runs:
+// out (N,out) += scale * dropout(inp) A^T B^T, inp (N,in). Dropout is active only while
+// m->training, its mask drawn from m->dropout_seed mixed with layer, target and element index.
+void lora_forward(Model *m, int layer, int target, float *out, const float *inp, int N);
+// Its backward, with the mask of the last forward: dA, dB += their gradients; dinp (N,in) += the
+// input gradient of the adapter's term (the base weight's part is model.c's).
+void lora_backward(Model *m, int layer, int target, float *dinp, const float *dout, const float *inp,
+                   int N);
+// The seed of the dropout mask of target t at layer l for a forward with m->dropout_seed = seed:
+// element i of that layer's (N, in) adapter input is kept as backend dropout_forward(..., p, this)
+// keeps it (exposed so tests can rebuild the mask).
+uint64_t lora_mask_seed(uint64_t seed, int layer, int target);

@@ -4,6 +4,8 @@
 // layer l's (OC, IC) matrix at wq + l*C*C, applied as out = inp @ W^T (the nn.Linear layout).
 // The math runs through a Backend ops table (backend.h), so a CUDA backend can slot in beside the
 // CPU one without touching this code.
+// RoPE rotates the pairs (2i, 2i+1) of each head (the original LLaMA / llama2.c layout, not Hugging
+// Face's half-split) by t * rope_theta^(-2i/head_dim) at position t of the sequence.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
