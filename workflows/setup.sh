@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES="build-essential cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools gnuplot-nox
+DEB_PACKAGES="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools gnuplot-nox
   python3 python3-venv python3-dev dpkg-dev apt-utils ca-certificates git"
 PY_PACKAGES="snakemake==9.27.1 h5py==3.16.0 numpy==2.4.6 pytest==9.2.0 pyyaml==6.0.3 jsonschema==4.25.1"
 
