@@ -47,13 +47,18 @@ void lab_cleanup_unregister(const char *path) {
         if (g_cleanup[i] && strcmp(g_cleanup[i], path) == 0) { free(g_cleanup[i]); g_cleanup[i] = NULL; }
 }
 
+// One line on stderr: "<prog>: <kind><message>".
+__attribute__((format(printf, 2, 0))) static void report(const char *kind, const char *fmt, va_list ap) {
+    fprintf(stderr, "%s: %s", g_prog, kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void lab_die(const char *fmt, ...) {
     fflush(stdout);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report("", fmt, ap);
     va_end(ap);
     cleanup_files();
     exit(1);
@@ -62,9 +67,7 @@ void lab_die(const char *fmt, ...) {
 void lab_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: warning: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report("warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -194,6 +197,18 @@ double lab_parse_double(const char *flag, const char *s, double lo, double hi) {
         lab_die("%s: expected a number, found '%s'", flag, s ? s : "(nothing)");
     if (v < lo || v > hi) lab_die("%s: expected %g..%g, found %g", flag, lo, hi, v);
     return v;
+}
+
+uint64_t lab_parse_size(const char *flag, const char *s) {
+    const uint64_t max = (uint64_t)1 << 62;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s ? s : "", &end, 10);
+    int shift = !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : -1;
+    if (!s || end == s || errno || shift < 0 || v < 1 || (uint64_t)v > max >> shift)
+        lab_die("%s: expected a size of 1 to 2^62 bytes (N, NK, NM or NG; K = 1024), found '%s'", flag,
+                s ? s : "(nothing)");
+    return (uint64_t)v << shift;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ FILE *lab_fopen(const char *path, const char *mode);  // dies: "cannot open PATH
 // numbers from strings, for flag parsing: die naming the flag on bad input
 long long lab_parse_int(const char *flag, const char *s, long long lo, long long hi);
 double lab_parse_double(const char *flag, const char *s, double lo, double hi);
+// A byte count: N, or N with a K, M or G suffix (powers of 1024), from 1 byte up to 2^62.
+uint64_t lab_parse_size(const char *flag, const char *s);
 
 // ---------------------------------------------------------------------------------------------
 // time and machine

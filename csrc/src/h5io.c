@@ -442,28 +442,29 @@ char *h5_get_attr_str(hid_t obj, const char *name) {
     return out;
 }
 
-int64_t h5_get_attr_i64(hid_t obj, const char *name) {
+// Reads a scalar numeric attribute converted to mtype. An integer attribute is always taken; a
+// floating-point one only when float_ok, so that h5_get_attr_i64 refuses a float instead of rounding it.
+static void attr_read_number(hid_t obj, const char *name, hid_t mtype, int float_ok, void *value) {
     hid_t a = attr_open(obj, name);
     hid_t ft = H5Aget_type(a);
-    if (H5Tget_class(ft) != H5T_INTEGER)
-        lab_die("%s: attribute '%s': expected an integer, found another type", h5_path_of(obj), name);
-    int64_t v;
-    h5Check(H5Aread(a, H5T_NATIVE_INT64, &v), "%s: cannot read attribute '%s'", h5_path_of(obj), name);
+    H5T_class_t cls = H5Tget_class(ft);
+    if (cls != H5T_INTEGER && !(float_ok && cls == H5T_FLOAT))
+        lab_die("%s: attribute '%s': expected %s, found another type", h5_path_of(obj), name,
+                float_ok ? "a number" : "an integer");
+    h5Check(H5Aread(a, mtype, value), "%s: cannot read attribute '%s'", h5_path_of(obj), name);
     H5Tclose(ft);
     H5Aclose(a);
+}
+
+int64_t h5_get_attr_i64(hid_t obj, const char *name) {
+    int64_t v;
+    attr_read_number(obj, name, H5T_NATIVE_INT64, 0, &v);
     return v;
 }
 
 double h5_get_attr_f64(hid_t obj, const char *name) {
-    hid_t a = attr_open(obj, name);
-    hid_t ft = H5Aget_type(a);
-    H5T_class_t cls = H5Tget_class(ft);
-    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-        lab_die("%s: attribute '%s': expected a number, found another type", h5_path_of(obj), name);
     double v;
-    h5Check(H5Aread(a, H5T_NATIVE_DOUBLE, &v), "%s: cannot read attribute '%s'", h5_path_of(obj), name);
-    H5Tclose(ft);
-    H5Aclose(a);
+    attr_read_number(obj, name, H5T_NATIVE_DOUBLE, 1, &v);
     return v;
 }
 

@@ -148,17 +148,23 @@ void lora_merge(Model *m) {
     lora_detach(m);
 }
 
+// Frees the forward/backward scratch (sized for cap_N rows; there is none before the first forward).
+static void free_scratch(const Backend *be, LoraInternal *li) {
+    if (!li->u) return;
+    be->free(li->u);
+    be->free(li->xd);
+    be->free(li->dxd);
+    be->free(li->du);
+    li->u = li->xd = li->dxd = li->du = NULL;
+    li->cap_N = 0;
+}
+
 void lora_detach(Model *m) {
     LoraState *s = m->lora;
     if (!s) return;
     LoraInternal *li = s->internal;
     const Backend *be = m->be;
-    if (li->u) {
-        be->free(li->u);
-        be->free(li->xd);
-        be->free(li->dxd);
-        be->free(li->du);
-    }
+    free_scratch(be, li);
     be->free(s->params_memory);
     be->free(s->grads_memory);
     free(li);
@@ -174,12 +180,7 @@ static void reserve(Model *m, int N) {
     LoraInternal *li = s->internal;
     if ((size_t)N <= li->cap_N) return;
     const Backend *be = m->be;
-    if (li->u) {
-        be->free(li->u);
-        be->free(li->xd);
-        be->free(li->dxd);
-        be->free(li->du);
-    }
+    free_scratch(be, li);
     int n_on = 0, max_in = 0;
     for (int t = 0; t < LORA_N_TARGETS; t++) {
         if (!s->A[t]) continue;

@@ -66,18 +66,6 @@ static void usage(void) {
            "  --help                 this text\n");
 }
 
-static uint64_t parse_size(const char *flag, const char *s) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", s ? s : "");
-    size_t n = strlen(buf);
-    uint64_t mult = 1;
-    if (n > 1 && strchr("KMG", buf[n - 1])) {
-        mult = buf[n - 1] == 'K' ? 1ull << 10 : buf[n - 1] == 'M' ? 1ull << 20 : 1ull << 30;
-        buf[n - 1] = '\0';
-    }
-    return (uint64_t)lab_parse_int(flag, buf, 1, (long long)(((uint64_t)1 << 62) / mult)) * mult;
-}
-
 int main(int argc, char **argv) {
     lab_init("lab-corpus", argc, argv);
     CorpusOptions o;
@@ -108,7 +96,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tmp")) o.tmp = v;
         else if (!strcmp(a, "--packages")) corpus_names_split(&o.packages, v);
         else if (!strcmp(a, "--max-packages")) o.max_packages = (int)lab_parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-bytes")) o.max_bytes = parse_size(a, v);
+        else if (!strcmp(a, "--max-bytes")) o.max_bytes = lab_parse_size(a, v);
         else if (!strcmp(a, "--dir")) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v || !eq[1]) lab_die("--dir: expected NAME=PATH, found '%s'", v);
@@ -117,7 +105,7 @@ int main(int argc, char **argv) {
             corpus_names_push(&o.dir_paths, eq + 1);
             free(name);
         }
-        else if (!strcmp(a, "--max-file-bytes")) o.filters.max_file_bytes = parse_size(a, v);
+        else if (!strcmp(a, "--max-file-bytes")) o.filters.max_file_bytes = lab_parse_size(a, v);
         else if (!strcmp(a, "--max-line-length")) o.filters.max_line_length = (uint64_t)lab_parse_int(a, v, 1, 1ll << 40);
         else if (!strcmp(a, "--max-mean-line-length")) o.filters.max_mean_line_length = lab_parse_double(a, v, 1, 1e12);
         else if (!strcmp(a, "--min-alnum-fraction")) o.filters.min_alnum_fraction = lab_parse_double(a, v, 0, 1);

@@ -248,19 +248,6 @@ static void cmd_encode_text(const char *tok_path) {
 
 // ---------------------------------------------------------------------------------------------
 
-// N, or N with a K, M or G suffix (powers of 1024), as lab-corpus takes it.
-static uint64_t parse_size(const char *flag, const char *s) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", s);
-    size_t n = strlen(buf);
-    uint64_t mult = 1;
-    if (n > 1 && strchr("KMG", buf[n - 1])) {
-        mult = buf[n - 1] == 'K' ? 1ull << 10 : buf[n - 1] == 'M' ? 1ull << 20 : 1ull << 30;
-        buf[n - 1] = '\0';
-    }
-    return (uint64_t)lab_parse_int(flag, buf, 1, (long long)(((uint64_t)1 << 50) / mult)) * mult;
-}
-
 int main(int argc, char **argv) {
     lab_init("lab-tokenizer", argc, argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -286,7 +273,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) tokenizer = argv[++i];
         else if (!strcmp(a, "--out")) out = argv[++i];
         else if (!strcmp(a, "--vocab-size")) vocab_size = (int)lab_parse_int(a, argv[++i], 257, 1 << 24);
-        else if (!strcmp(a, "--max-bytes")) max_bytes = parse_size(a, argv[++i]);
+        else if (!strcmp(a, "--max-bytes")) max_bytes = lab_parse_size(a, argv[++i]);
         else if (!strcmp(a, "--threads")) lab_set_threads((int)lab_parse_int(a, argv[++i], 1, 1024));
         else if (!strcmp(a, "--config-sha256")) lab_set_config_sha256(argv[++i]);
         else if (a[0] == '-' && !(a[1] >= '0' && a[1] <= '9')) lab_die("unknown flag '%s' (see --help)", a);

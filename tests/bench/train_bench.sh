@@ -56,13 +56,14 @@ done
 for r in $(seq "$REPS"); do
   "$BIN/lab-bench" --vocab "$VOCAB" $MODEL --steps "$STEPS" >"$W/bench.$r.txt"
   sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' "$W/bench.$r.txt" >>"$W/fb_tok_s"
-  sed -n 's/^matmuls .*: [0-9.]* s\/step = \([0-9.]*\)% of the step, \([0-9.]*\) GFLOP\/s/\1/p' "$W/bench.$r.txt" >>"$W/mm_share"
-  sed -n 's/^matmuls .*% of the step, \([0-9.]*\) GFLOP\/s/\1/p' "$W/bench.$r.txt" >>"$W/mm_rate"
+  # "  matmuls (linear layers + head): 0.639 s = 80%, 81.9 GFLOP/s"
+  sed -n 's/^ *matmuls .*: [0-9.]* s = \([0-9.]*\)%, [0-9.]* GFLOP\/s/\1/p' "$W/bench.$r.txt" >>"$W/mm_share"
+  sed -n 's/^ *matmuls .*: [0-9.]* s = [0-9.]*%, \([0-9.]*\) GFLOP\/s/\1/p' "$W/bench.$r.txt" >>"$W/mm_rate"
   sed -n 's/^machine sgemm [0-9x]*: \([0-9.]*\) GFLOP\/s.*/\1/p' "$W/bench.$r.txt" >>"$W/sgemm"
   sed -n 's/^ratio model matmuls \/ machine sgemm: \([0-9.]*\)/\1/p' "$W/bench.$r.txt" >>"$W/ratio"
 done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
-for f in train_tok_s mm_share sgemm ratio; do
+for f in train_tok_s train_gflops fb_tok_s mm_share mm_rate sgemm ratio; do
   [ "$(wc -l <"$W/$f")" -eq "$REPS" ] || { echo "train_bench: could not read $f from the tools' output:" >&2; cat "$W/bench.1.txt" "$W/train.1.txt" >&2; exit 1; }
 done
 

@@ -10,16 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "bpe.h"
 #include "common.h"
 #include "h5io.h"
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "test_util.h"
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -35,16 +30,6 @@ static void buf_add(Buf *b, const void *p, size_t n) {
     b->n += n;
 }
 static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
-static const char *tmp_dir(void) {
-    static char dir[1024];
-    if (!dir[0]) {
-        const char *d = getenv("LAB_TEST_TMP");
-        snprintf(dir, sizeof dir, "%s", d && *d ? d : "/tmp");
-        mkdir(dir, 0755);
-    }
-    return dir;
-}
 
 // Encodes, checks the ids are in range, decodes and compares; returns the token count.
 static size_t roundtrip(const Bpe *b, BpeCache *cache, const uint8_t *s, size_t n, const char *what) {
@@ -372,32 +357,20 @@ static void collect_py(PathList *pl, const char *dir, int depth) {
 
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static uint8_t *read_file(const char *path, size_t *n) {
-    FILE *f = lab_fopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = lab_malloc((size_t)sz + 1);
-    *n = fread(buf, 1, (size_t)sz, f);
-    fclose(f);
-    return buf;
-}
-
 static void save_and_load(const Bpe *b, const uint8_t *const *texts, const size_t *lens, size_t n);
 
 static void test_real_corpus(void) {
     const char *root = "/usr/lib/python3.11";
     PathList pl = {0};
     collect_py(&pl, root, 0);
-    if (pl.n < 100) {
-        printf("test_bpe: SKIP real corpus: %s has %zu .py files (needs python3.11 installed)\n", root, pl.n);
-        return;
-    }
+    // Debian 12's python3 (which set-up installs) ships these files: their absence is a failure.
+    CHECK(pl.n >= 100, "real corpus: expected at least 100 .py files under %s, found %zu", root, pl.n);
+    if (pl.n < 100) return;
     qsort(pl.paths, pl.n, sizeof(char *), str_cmp);
     while (pl.n > 400) free(pl.paths[--pl.n]);
     uint8_t **texts = lab_malloc(pl.n * sizeof(uint8_t *));
     size_t *lens = lab_malloc(pl.n * sizeof(size_t)), total = 0;
-    for (size_t i = 0; i < pl.n; i++) { texts[i] = read_file(pl.paths[i], &lens[i]); total += lens[i]; }
+    for (size_t i = 0; i < pl.n; i++) { texts[i] = (uint8_t *)test_read_file(pl.paths[i], &lens[i]); total += lens[i]; }
     // Train on every fourth file, encode every file.
     size_t nt = 0;
     const uint8_t **tt = lab_malloc(pl.n * sizeof(uint8_t *));
@@ -426,25 +399,10 @@ static void test_real_corpus(void) {
 // ---------------------------------------------------------------------------------------------
 // tokenizer.h5
 
-// Runs fn in a child process; returns its exit status (lab_die exits 1).
-static int exit_status_of(void (*fn)(const char *), const char *arg) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen("/dev/null", "w", stderr);
-        fn(arg);
-        _exit(0);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 static void load_and_free(const char *path) { bpe_free(bpe_load(path)); }
 
 static void save_and_load(const Bpe *b, const uint8_t *const *texts, const size_t *lens, size_t n) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/test_bpe_tokenizer.h5", tmp_dir());
+    const char *path = test_path("tokenizer.h5");
     bpe_save(b, path, 123, 4);
     Bpe *c = bpe_load(path);
     CHECK(c->vocab_size == b->vocab_size && c->eot == b->eot && c->n_merges == b->n_merges &&
@@ -464,15 +422,19 @@ static void save_and_load(const Bpe *b, const uint8_t *const *texts, const size_
     CHECK(h5_get_attr_i64(f, "train_bytes") == 123 && h5_get_attr_i64(f, "train_files") == 4, "train attrs");
     h5_close(f);
     bpe_free(c);
-    CHECK(exit_status_of(load_and_free, path) == 0, "loading a good tokenizer.h5 in a child failed");
+    char err[1024];
+    CHECK(test_run_child(load_and_free, path, err, sizeof err) == 0, "a good tokenizer.h5 failed to load: %s", err);
 
     // Tampered files are refused: a merge naming a later token; vocab bytes that disagree;
     // a wrong eot; a file of another schema.
-    char bad[1300];
+    static const char *const refusal[4] = {"dataset 'merges'", "expected vocab_bytes/vocab_offsets to spell out",
+                                           "expected eot_token", "expected schema 'codelm-lab/tokenizer/1'"};
+    char bad[64], what[64];
     int32_t *m = lab_malloc((size_t)b->n_merges * 2 * sizeof(int32_t));
     for (int k = 0; k < 4; k++) {
-        snprintf(bad, sizeof bad, "%s/test_bpe_bad%d.h5", tmp_dir(), k);
-        H5Writer w = h5_create(bad, k == 3 ? "codelm-lab/corpus/1" : "codelm-lab/tokenizer/1");
+        snprintf(bad, sizeof bad, "bad%d.h5", k);
+        const char *bad_path = test_path(bad);
+        H5Writer w = h5_create(bad_path, k == 3 ? "codelm-lab/corpus/1" : "codelm-lab/tokenizer/1");
         memcpy(m, b->merges, (size_t)b->n_merges * 2 * sizeof(int32_t));
         if (k == 0) m[10] = 256 + 100;
         uint64_t md[2] = {(uint64_t)b->n_merges, 2}, nb = b->vocab_offsets[b->vocab_size], nv = (uint64_t)b->vocab_size + 1;
@@ -485,20 +447,20 @@ static void save_and_load(const Bpe *b, const uint8_t *const *texts, const size_
         h5_attr_i64(w.file, "eot_token", k == 2 ? 0 : b->eot);
         h5_attr_str(w.file, "pretokenizer", BPE_PRETOKENIZER);
         h5_finish(&w);
-        CHECK(exit_status_of(load_and_free, bad) == 1, "tampered tokenizer.h5 #%d was accepted", k);
+        snprintf(what, sizeof what, "tampered tokenizer.h5 #%d", k);
+        test_expect_error(load_and_free, bad_path, refusal[k], what);
     }
     free(m);
 
-    char err[256];
     int32_t bad_merges[4] = {97, 98, 97, 98};
     CHECK(bpe_from_merges(bad_merges, 2, err, sizeof err) == NULL && strstr(err, "repeats"), "a repeated merge is refused");
     int32_t future[2] = {97, 256};
     CHECK(bpe_from_merges(future, 1, err, sizeof err) == NULL && strstr(err, "does not exist"), "a merge of a later token is refused");
     Bpe *empty = bpe_from_merges(NULL, 0, err, sizeof err);
     CHECK(empty && empty->vocab_size == 257 && empty->eot == 256, "no merges: bytes + eot");
-    snprintf(path, sizeof path, "%s/test_bpe_257.h5", tmp_dir());
-    bpe_save(empty, path, 0, 0);
-    Bpe *e2 = bpe_load(path);
+    const char *path257 = test_path("vocab257.h5");
+    bpe_save(empty, path257, 0, 0);
+    Bpe *e2 = bpe_load(path257);
     CHECK(e2->vocab_size == 257 && roundtrip(e2, NULL, (const uint8_t *)"hello", 5, "vocab 257") == 5, "vocab 257 loads");
     bpe_free(e2);
     bpe_free(empty);
@@ -510,6 +472,5 @@ int main(int argc, char **argv) {
     test_against_naive();
     test_roundtrips();
     test_real_corpus();
-    printf("%s\n", failures ? "test_bpe: FAILED" : "test_bpe: ok");
-    return failures != 0;
+    return test_summary();
 }

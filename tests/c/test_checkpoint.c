@@ -9,60 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "checkpoint.h"
 #include "common.h"
 #include "h5io.h"
+#include "test_util.h"
 #include "tokens.h"
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
-
-static char dir[4096];
-
-static char *path_in(const char *name) {
-    static char buf[8][4200];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-// Runs fn in a child with stderr captured; returns its exit status and the first stderr line.
-static int run_child(void (*fn)(const char *), const char *arg, char *err, size_t cap) {
-    char errpath[4300];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(errpath, "w", stderr)) _exit(99);
-        fn(arg);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    FILE *f = fopen(errpath, "r");
-    err[0] = '\0';
-    if (f) {
-        if (!fgets(err, (int)cap, f)) err[0] = '\0';
-        int extra = fgetc(f);
-        CHECK(extra == EOF, "expected one error line, found more after: %s", err);
-        fclose(f);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static void expect_error(void (*fn)(const char *), const char *arg, const char *want, const char *what) {
-    char err[1024];
-    int code = run_child(fn, arg, err, sizeof err);
-    CHECK(code == 1, "%s: expected exit status 1, found %d", what, code);
-    CHECK(strstr(err, want) != NULL, "%s: expected an error containing '%s', found '%s'", what, want, err);
-    CHECK(strstr(err, arg) != NULL, "%s: expected the error to name %s, found '%s'", what, arg, err);
-}
 
 static ModelConfig tiny_config(void) {
     return (ModelConfig){.vocab_size = 61, .dim = 16, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
@@ -83,7 +35,7 @@ static void test_checkpoint_round_trip(void) {
     Model a, b;
     model_init(&a, &c, &backend_cpu);
     model_init_random(&a, 5);
-    const char *path = path_in("ckpt.h5");
+    const char *path = test_path("ckpt.h5");
     checkpoint_save(path, &a, NULL);
     checkpoint_load(path, &b, &backend_cpu);
     double x, y;
@@ -124,7 +76,7 @@ static void test_train_state_round_trip(void) {
     for (int i = 1; i <= 7; i++)
         trainlog_append(&log, i, 16 * i, 4.0 / i, i == 5 ? 3.5 : NAN, 1e-3 * i, 0.5 + i, 1000.0 * i);
     TrainState st = {.settings = s, .tokens_seen = 112, .opt = &opt, .log = &log};
-    const char *path = path_in("state.h5");
+    const char *path = test_path("state.h5");
     checkpoint_save(path, &m, &st);
 
     AdamW opt2;
@@ -146,7 +98,7 @@ static void test_train_state_round_trip(void) {
                isnan(log2.tokens_per_s[i]);  // wall-clock speeds are not in a checkpoint
     CHECK(same, "log restored (speeds left NaN)");
     // ... and come back from the log file when there is one
-    const char *logpath = path_in("log.h5");
+    const char *logpath = test_path("log.h5");
     trainlog_save(logpath, &log);
     trainlog_merge_speeds(&log2, logpath);
     CHECK(log2.tokens_per_s[4] == 5000.0, "speeds merged from log.h5: found %g", log2.tokens_per_s[4]);
@@ -191,17 +143,12 @@ static void make_mismatched_checkpoint(const char *path, const char *good) {
 static void make_corrupt_copy(const char *path, const char *good) {
     Model m;
     checkpoint_load(good, &m, &backend_cpu);
-    FILE *f = lab_fopen(good, "rb");
-    fseek(f, 0, SEEK_END);
-    size_t n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = lab_malloc(n);
-    if (fread(buf, 1, n, f) != n) lab_die("short read of %s", good);
-    fclose(f);
+    size_t n;
+    char *buf = test_read_file(good, &n);
     char *at = memmem(buf, n, m.params.wq + 5, 4 * sizeof(float));
     CHECK(at != NULL, "found wq's bytes in the file");
     if (at) at[1] ^= 0x40;
-    f = lab_fopen(path, "wb");
+    FILE *f = lab_fopen(path, "wb");
     fwrite(buf, 1, n, f);
     fclose(f);
     free(buf);
@@ -209,14 +156,15 @@ static void make_corrupt_copy(const char *path, const char *good) {
 }
 
 static void test_checkpoint_errors(void) {
-    const char *good = path_in("ckpt.h5"), *bad = path_in("mismatch.h5"), *corrupt = path_in("corrupt.h5");
+    const char *good = test_path("ckpt.h5"), *bad = test_path("mismatch.h5"), *corrupt = test_path("corrupt.h5");
     make_corrupt_copy(corrupt, good);
-    expect_error(load_checkpoint, corrupt, "expected parameters with sha256", "a weight changed inside the file");
+    test_expect_error(load_checkpoint, corrupt, "expected parameters with sha256", "a weight changed inside the file");
     make_mismatched_checkpoint(bad, good);
-    expect_error(load_checkpoint, bad, "dataset 'tok_emb': expected shape (61, 32), found (61, 16)", "shape mismatch");
-    const char *tokens = path_in("tokens.h5");
-    expect_error(load_checkpoint, tokens, "expected schema 'codelm-lab/checkpoint/1', found 'codelm-lab/tokens/1'",
-                 "tokens file as a model");
+    test_expect_error(load_checkpoint, bad, "dataset 'tok_emb': expected shape (61, 32), found (61, 16)",
+                      "shape mismatch");
+    const char *tokens = test_path("tokens.h5");
+    test_expect_error(load_checkpoint, tokens, "expected schema 'codelm-lab/checkpoint/1', found 'codelm-lab/tokens/1'",
+                      "tokens file as a model");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +188,7 @@ static void make_adapter(const char *path, const char *base) {
 }
 
 static void test_adapter_round_trip(void) {
-    const char *base = path_in("ckpt.h5"), *adapter = path_in("adapter.h5");
+    const char *base = test_path("ckpt.h5"), *adapter = test_path("adapter.h5");
     make_adapter(adapter, base);
     Model a, b;
     checkpoint_load(base, &a, &backend_cpu);
@@ -267,33 +215,34 @@ static void load_adapter_onto_base(const char *adapter) {
     adapter_load(adapter, &m, g_base);
 }
 
+// A random model of config c saved as NAME in the scratch directory; returns its path.
+static const char *save_random_model(const char *name, const ModelConfig *c, uint64_t seed) {
+    Model m;
+    model_init(&m, c, &backend_cpu);
+    model_init_random(&m, seed);
+    const char *path = test_path(name);
+    checkpoint_save(path, &m, NULL);
+    model_free(&m);
+    return path;
+}
+
 static void test_adapter_errors(void) {
-    const char *base = path_in("ckpt.h5"), *adapter = path_in("adapter.h5");
+    const char *base = test_path("ckpt.h5"), *adapter = test_path("adapter.h5");
     // another base of another shape
     ModelConfig c = tiny_config();
     c.dim = 32;
     c.ffn_dim = 40;
-    Model other;
-    model_init(&other, &c, &backend_cpu);
-    model_init_random(&other, 5);
-    const char *other_path = path_in("other_base.h5");
-    checkpoint_save(other_path, &other, NULL);
-    model_free(&other);
-    g_base = other_path;
-    expect_error(load_adapter_onto_base, adapter, "expected an adapter for", "adapter for another shape");
+    g_base = save_random_model("other_base.h5", &c, 5);
+    test_expect_error(load_adapter_onto_base, adapter, "expected an adapter for", "adapter for another shape");
     // same shape, other weights
     c = tiny_config();
-    model_init(&other, &c, &backend_cpu);
-    model_init_random(&other, 6);
-    const char *twin = path_in("twin_base.h5");
-    checkpoint_save(twin, &other, NULL);
-    model_free(&other);
-    g_base = twin;
-    expect_error(load_adapter_onto_base, adapter, "trained on another base", "adapter for another base");
+    g_base = save_random_model("twin_base.h5", &c, 6);
+    test_expect_error(load_adapter_onto_base, adapter, "trained on another base", "adapter for another base");
     // a checkpoint given as an adapter
     g_base = base;
-    expect_error(load_adapter_onto_base, base, "expected schema 'codelm-lab/adapter/1', found 'codelm-lab/checkpoint/1'",
-                 "checkpoint as an adapter");
+    test_expect_error(load_adapter_onto_base, base,
+                      "expected schema 'codelm-lab/adapter/1', found 'codelm-lab/checkpoint/1'",
+                      "checkpoint as an adapter");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,10 +267,11 @@ static void resume_with_other_batch(const char *path) {
 static void resume_from_weights_only(const char *path) { resume_as(path, 2, 1); }
 
 static void test_resume_errors(void) {
-    expect_error(resume_with_other_batch, path_in("state.h5"), "cannot resume: it was trained with --batch 2, this run asks for 4",
-                 "resume with another batch size");
-    expect_error(resume_from_weights_only, path_in("ckpt.h5"), "expected training state to resume from",
-                 "resume from a weights-only checkpoint");
+    test_expect_error(resume_with_other_batch, test_path("state.h5"),
+                      "cannot resume: it was trained with --batch 2, this run asks for 4",
+                      "resume with another batch size");
+    test_expect_error(resume_from_weights_only, test_path("ckpt.h5"), "expected training state to resume from",
+                      "resume from a weights-only checkpoint");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,7 +311,7 @@ static void load_missing_split(const char *path) {
 }
 
 static void test_tokens(void) {
-    const char *path = path_in("tokens.h5");
+    const char *path = test_path("tokens.h5");
     write_tokens(path);
     TokenSplit ts;
     tokens_load(&ts, path, "train");
@@ -402,15 +352,11 @@ static void test_tokens(void) {
           tokens_unigram_entropy(&ts));
     CHECK(h > log(10.0) - 0.01 && h < log(11.0), "unigram entropy near ln 10: %f", h);
     tokens_free(&ts);
-    expect_error(load_missing_split, path, "expected split 'val', found only: train", "missing split");
+    test_expect_error(load_missing_split, path, "expected split 'val', found only: train", "missing split");
 }
 
 int main(int argc, char **argv) {
     lab_init("test_checkpoint", argc, argv);
-    const char *tmp = getenv("LAB_TEST_TMP");
-    snprintf(dir, sizeof dir, "%s/test_checkpoint", tmp && *tmp ? tmp : "/tmp");
-    mkdir(tmp && *tmp ? tmp : "/tmp", 0755);
-    mkdir(dir, 0755);
     setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
 
     test_tokens();
@@ -420,6 +366,5 @@ int main(int argc, char **argv) {
     test_adapter_round_trip();
     test_adapter_errors();
     test_resume_errors();
-    printf("%s\n", failures ? "test_checkpoint: FAILED" : "test_checkpoint: ok");
-    return failures != 0;
+    return test_summary();
 }

@@ -1,15 +1,29 @@
 // common: sha256 against the FIPS 180-4 example vectors, RNG reproducibility and range, the
-// OpenBLAS core check, shell-quoted command lines.
+// OpenBLAS core check, shell-quoted command lines, byte counts with K/M/G suffixes (and one error
+// line naming the flag for each malformed or out-of-range one, checked in a child process).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#include "test_util.h"
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+static void parse_size_or_die(const char *s) { lab_parse_size("--max-bytes", s); }
+
+static void test_parse_size(void) {
+    CHECK(lab_parse_size("--max-bytes", "1") == 1 && lab_parse_size("--max-bytes", "40K") == 40960 &&
+          lab_parse_size("--max-bytes", "3M") == 3ull << 20 && lab_parse_size("--max-bytes", "2G") == 2ull << 30,
+          "sizes N, NK, NM and NG");
+    CHECK(lab_parse_size("--max-bytes", "4294967296G") == 1ull << 62, "2^62 bytes, the largest size");
+    static const char *const bad[] = {"0", "", "K", "1.5G", "12T", "5k", "5KB", "5 ", "-1K", "4294967297G",
+                                      "99999999999999999999"};
+    char what[64];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(what, sizeof what, "size '%s'", bad[i]);
+        test_expect_error(parse_size_or_die, bad[i], "--max-bytes: expected a size", what);
+    }
+}
 
 int main(int argc, char **argv) {
     char *args[] = {argv[0], "--flag", "two words", "it's", NULL};
@@ -67,6 +81,6 @@ int main(int argc, char **argv) {
     printf("blas core: %s, threads %d, cpu %s\n", core, lab_threads(), lab_cpu_name());
 
     CHECK(!strcmp(lab_command_line(), "test_common --flag 'two words' 'it'\\''s'"), "command line: %s", lab_command_line());
-    printf("%s\n", failures ? "test_common: FAILED" : "test_common: ok");
-    return failures != 0;
+    test_parse_size();
+    return test_summary();
 }

@@ -12,10 +12,7 @@
 #include "common.h"
 #include "corpus.h"
 #include "minhash.h"
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "test_util.h"
 
 static int check_str(const char *s, const CorpusFilters *f) {
     return corpus_check_file((const uint8_t *)s, strlen(s), f);
@@ -299,21 +296,12 @@ static void test_build_and_load(const char *tmp) {
 
 int main(int argc, char **argv) {
     lab_init("test_corpus", argc, argv);
-    const char *base = getenv("LAB_TEST_TMP") ? getenv("LAB_TEST_TMP") : "/tmp";
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%.480s/test_corpus.XXXXXX", base);
-    mkdir(base, 0755);
-    if (!mkdtemp(tmp)) lab_die("cannot create a directory under %s", base);
+    const char *tmp = test_tmp_dir();
 
     test_filters();
     test_exact_dedup();
     test_minhash();
     test_licence_and_paths(tmp);
     test_build_and_load(tmp);
-
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (!failures && system(cmd) != 0) printf("could not remove %s\n", tmp);
-    printf("%s\n", failures ? "test_corpus: FAILED" : "test_corpus: ok");
-    return failures != 0;
+    return test_summary();
 }

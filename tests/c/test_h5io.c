@@ -1,30 +1,14 @@
 // h5io: round trip of every type, tables and attributes; byte-identical files from identical
 // writes; atomic writes; one clear error line for missing, truncated, corrupt, wrong-schema and
 // wrong-shape files (each checked in a child process, since errors exit).
-#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "h5io.h"
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
-
-static char dir[4096];
-
-static char *path_in(const char *name) {
-    static char buf[8][4200];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+#include "test_util.h"
 
 static void write_sample(const char *path) {
     H5Writer w = h5_create(path, "codelm-lab/test/1");
@@ -49,41 +33,6 @@ static void write_sample(const char *path) {
     h5_table_write(w.file, "log", 3, 3, cols);
     h5_attr_i64(w.file, "answer", 42);
     h5_finish(&w);
-}
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = lab_fopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = lab_malloc(*n);
-    if (fread(buf, 1, *n, f) != *n) lab_die("short read of %s", path);
-    fclose(f);
-    return buf;
-}
-
-// Runs fn in a child with stderr captured; returns its exit status and the first stderr line.
-static int run_child(void (*fn)(const char *), const char *arg, char *err, size_t cap) {
-    char errpath[4300];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(errpath, "w", stderr)) _exit(99);
-        fn(arg);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    FILE *f = fopen(errpath, "r");
-    err[0] = '\0';
-    if (f) {
-        if (!fgets(err, (int)cap, f)) err[0] = '\0';
-        int extra = fgetc(f);
-        CHECK(extra == EOF, "expected one error line, found more after: %s", err);
-        fclose(f);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
 static void open_test_schema(const char *path) { h5_close(h5_open(path, "codelm-lab/test/1")); }
@@ -118,26 +67,13 @@ static void create_then_die(const char *path) {
     lab_die("simulated failure while writing %s", path);
 }
 
-static void expect_error(void (*fn)(const char *), const char *path, const char *needle, const char *what) {
-    char err[1024];
-    int rc = run_child(fn, path, err, sizeof err);
-    CHECK(rc == 1, "%s: expected exit 1, found %d", what, rc);
-    CHECK(strstr(err, needle) != NULL, "%s: expected '%s' in the error, found: %s", what, needle, err);
-    CHECK(strstr(err, path) != NULL || strstr(err, "simulated") != NULL,
-          "%s: the error should name the file: %s", what, err);
-}
-
 int main(int argc, char **argv) {
     lab_init("test_h5io", argc, argv);
-    const char *base = getenv("LAB_TEST_TMP") ? getenv("LAB_TEST_TMP") : "/tmp";
-    mkdir(base, 0755);
-    snprintf(dir, sizeof dir, "%s/h5io-XXXXXX", base);
-    if (!mkdtemp(dir)) lab_die("mkdtemp %s failed", dir);
     setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
     lab_set_seed(1234);
 
     // round trip
-    const char *a = path_in("a.h5");
+    const char *a = test_path("a.h5");
     write_sample(a);
     hid_t f = h5_open(a, "codelm-lab/test/1");
     uint64_t d2[2] = {2, 0};
@@ -178,29 +114,29 @@ int main(int argc, char **argv) {
     CHECK(h5_exists(f, "log/loss") && !h5_exists(f, "log/nothing/deeper"), "h5_exists");
     h5_close(f);
     struct stat st;
-    CHECK(stat(path_in("a.h5.tmp"), &st) != 0, "no temporary file left after finish");
+    CHECK(stat(test_path("a.h5.tmp"), &st) != 0, "no temporary file left after finish");
 
     // identical writes, identical bytes
-    const char *b = path_in("b.h5");
+    const char *b = test_path("b.h5");
     write_sample(b);
     size_t na, nb;
-    char *ba = slurp(a, &na), *bb = slurp(b, &nb);
+    char *ba = test_read_file(a, &na), *bb = test_read_file(b, &nb);
     // The file name is not stored, only content: the two files must match byte for byte.
     CHECK(na == nb && memcmp(ba, bb, na) == 0, "byte-identical files from identical writes (%zu vs %zu bytes)", na, nb);
 
     // errors: one line, exit 1, naming the file
-    expect_error(open_test_schema, path_in("missing.h5"), "cannot open", "missing file");
-    const char *trunc = path_in("trunc.h5");
+    test_expect_error(open_test_schema, test_path("missing.h5"), "cannot open", "missing file");
+    const char *trunc = test_path("trunc.h5");
     FILE *tf = lab_fopen(trunc, "wb");
     fwrite(ba, 1, na / 2, tf);
     fclose(tf);
-    expect_error(read_all, trunc, "truncated or corrupt", "truncated file");
-    const char *noth5 = path_in("not.h5");
+    test_expect_error(read_all, trunc, "truncated or corrupt", "truncated file");
+    const char *noth5 = test_path("not.h5");
     tf = lab_fopen(noth5, "wb");
     fputs("this is not an HDF5 file\n", tf);
     fclose(tf);
-    expect_error(open_test_schema, noth5, "expected an HDF5 file", "not HDF5");
-    const char *corrupt = path_in("corrupt.h5");
+    test_expect_error(open_test_schema, noth5, "expected an HDF5 file", "not HDF5");
+    const char *corrupt = test_path("corrupt.h5");
     // Overwrite the chunked data of 'ids' (the bulk of the file) with garbage.
     char *bc = lab_malloc(na);
     memcpy(bc, ba, na);
@@ -208,15 +144,15 @@ int main(int argc, char **argv) {
     tf = lab_fopen(corrupt, "wb");
     fwrite(bc, 1, na, tf);
     fclose(tf);
-    expect_error(read_all, corrupt, "corrupt", "corrupt data");
-    expect_error(open_other_schema, a, "expected schema 'codelm-lab/checkpoint/1', found 'codelm-lab/test/1'", "wrong schema");
-    expect_error(read_wrong_shape, a, "expected shape (3, 2), found (2, 3)", "wrong shape");
-    expect_error(read_missing_dataset, a, "expected dataset 'no_such'", "missing dataset");
-    const char *half = path_in("half.h5");
-    expect_error(create_then_die, half, "simulated", "die while writing");
-    CHECK(stat(half, &st) != 0 && stat(path_in("half.h5.tmp"), &st) != 0, "nothing half-written left behind");
+    test_expect_error(read_all, corrupt, "corrupt", "corrupt data");
+    test_expect_error(open_other_schema, a, "expected schema 'codelm-lab/checkpoint/1', found 'codelm-lab/test/1'",
+                      "wrong schema");
+    test_expect_error(read_wrong_shape, a, "expected shape (3, 2), found (2, 3)", "wrong shape");
+    test_expect_error(read_missing_dataset, a, "expected dataset 'no_such'", "missing dataset");
+    const char *half = test_path("half.h5");
+    test_expect_error(create_then_die, half, "simulated", "die while writing");
+    CHECK(stat(half, &st) != 0 && stat(test_path("half.h5.tmp"), &st) != 0, "nothing half-written left behind");
 
     free(ba); free(bb); free(bc);
-    printf("%s\n", failures ? "test_h5io: FAILED" : "test_h5io: ok");
-    return failures != 0;
+    return test_summary();
 }

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "common.h"
+#include "test_util.h"
 
 #define FWD_TOL 1e-5
 #define GRAD_TOL 1e-4
@@ -20,9 +21,6 @@
 #define PREFILL 0.25f
 
 static const Backend *be = &backend_cpu;
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static Rng rng;
 
@@ -49,11 +47,7 @@ static void unfill(float *g, size_t n) {
 }
 
 static void check_forward(const char *what, const float *got, const double *ref, size_t n) {
-    double maxref = 0, maxerr = 0;
-    for (size_t i = 0; i < n; i++) {
-        maxref = fmax(maxref, fabs(ref[i]));
-        maxerr = fmax(maxerr, fabs(got[i] - ref[i]));
-    }
+    double maxref, maxerr = test_max_abs_error(got, ref, n, &maxref);
     printf("  %-32s forward  max abs err %.2e (max |ref| %.2f)\n", what, maxerr, maxref);
     CHECK(maxerr <= FWD_TOL * (1 + maxref), "%s forward: max abs error %.3e > %.1e * (1 + %.3g)", what,
           maxerr, FWD_TOL, maxref);
@@ -64,19 +58,7 @@ typedef double (*LossFn)(void *ctx);
 
 // Compares grad (n) with central differences of loss() in x (n doubles inside ctx).
 static void check_grad(const char *what, LossFn loss, void *ctx, double *x, const float *grad, size_t n) {
-    double maxfd = 0, maxdiff = 0;
-    for (size_t i = 0; i < n; i++) {
-        double save = x[i];
-        x[i] = save + FD_EPS;
-        double plus = loss(ctx);
-        x[i] = save - FD_EPS;
-        double minus = loss(ctx);
-        x[i] = save;
-        double fd = (plus - minus) / (2 * FD_EPS);
-        maxfd = fmax(maxfd, fabs(fd));
-        maxdiff = fmax(maxdiff, fabs(grad[i] - fd));
-    }
-    double err = maxfd > 0 ? maxdiff / maxfd : maxdiff;
+    double maxfd, err = test_fd_grad_error(loss, ctx, x, grad, n, FD_EPS, &maxfd);
     printf("  %-32s backward rel err %.2e (max |grad| %.3g)\n", what, err, maxfd);
     CHECK(err <= GRAD_TOL && maxfd > 0, "%s backward: error %.3e > %.1e (max |fd| %.3g)", what, err,
           GRAD_TOL, maxfd);
@@ -450,6 +432,5 @@ int main(int argc, char **argv) {
     test_residual();
     test_crossentropy();
     test_dropout();
-    printf("%s\n", failures ? "test_layers: FAILED" : "test_layers: ok");
-    return failures != 0;
+    return test_summary();
 }

@@ -16,12 +16,9 @@
 #include "common.h"
 #include "lora.h"
 #include "model.h"
+#include "test_util.h"
 
 #define MERGE_TOL 1e-5
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static const ModelConfig cfg = {.vocab_size = 256, .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                                 .ffn_dim = 176, .max_seq_len = 32, .norm_eps = 1e-5f, .rope_theta = 10000};
@@ -227,6 +224,5 @@ int main(int argc, char **argv) {
     test_init_and_layout();
     test_zero_B_and_merge();
     test_frozen_base();
-    printf("%s\n", failures ? "test_lora: FAILED" : "test_lora: ok");
-    return failures != 0;
+    return test_summary();
 }

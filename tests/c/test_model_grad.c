@@ -16,14 +16,11 @@
 #include "common.h"
 #include "lora.h"
 #include "model.h"
+#include "test_util.h"
 
 #define VALUE_TOL 2e-5
 #define GRAD_TOL 1e-3
 #define FD_EPS 1e-6
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static const Backend *be = &backend_cpu;
 
@@ -173,30 +170,14 @@ static void check_value(const char *what, double got, double want) {
 }
 
 static void check_logits(const char *what, const float *got, const double *want, size_t n) {
-    double maxerr = 0, maxv = 0;
-    for (size_t i = 0; i < n; i++) {
-        maxerr = fmax(maxerr, fabs(got[i] - want[i]));
-        maxv = fmax(maxv, fabs(want[i]));
-    }
+    double maxv, maxerr = test_max_abs_error(got, want, n, &maxv);
     printf("  %-22s max abs err %.2e (max |logit| %.2f)\n", what, maxerr, maxv);
     CHECK(maxerr <= VALUE_TOL * (1 + maxv), "%s: logits max abs error %.3e", what, maxerr);
 }
 
 // grad (n) vs central differences of the reference loss in x (n doubles the reference reads)
 static void check_grad(const char *what, Ref *R, double *x, const float *grad, size_t n) {
-    double maxfd = 0, maxdiff = 0;
-    for (size_t i = 0; i < n; i++) {
-        double save = x[i];
-        x[i] = save + FD_EPS;
-        double plus = ref_loss(R);
-        x[i] = save - FD_EPS;
-        double minus = ref_loss(R);
-        x[i] = save;
-        double fd = (plus - minus) / (2 * FD_EPS);
-        maxfd = fmax(maxfd, fabs(fd));
-        maxdiff = fmax(maxdiff, fabs(grad[i] - fd));
-    }
-    double err = maxfd > 0 ? maxdiff / maxfd : maxdiff;
+    double maxfd, err = test_fd_grad_error(ref_loss, R, x, grad, n, FD_EPS, &maxfd);
     printf("  %-22s %5zu params  rel err %.2e (max |grad| %.3g)\n", what, n, err, maxfd);
     CHECK(err <= GRAD_TOL && maxfd > 0, "%s: gradient error %.3e > %.0e (max |fd| %.3g)", what, err, GRAD_TOL, maxfd);
 }
@@ -376,6 +357,5 @@ int main(int argc, char **argv) {
     test_gradients();
     test_determinism(0);
     test_determinism(1);
-    printf("%s\n", failures ? "test_model_grad: FAILED" : "test_model_grad: ok");
-    return failures != 0;
+    return test_summary();
 }

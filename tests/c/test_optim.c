@@ -12,10 +12,7 @@
 #include "common.h"
 #include "model.h"
 #include "optim.h"
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "test_util.h"
 
 static int close_rel(double a, double b, double rel) {
     return fabs(a - b) <= rel * fmax(fabs(a), fabs(b)) + 1e-12;
@@ -176,6 +173,5 @@ int main(int argc, char **argv) {
     test_steps_vs_reference();
     test_norm();
     test_accumulation();
-    printf("%s\n", failures ? "test_optim: FAILED" : "test_optim: ok");
-    return failures != 0;
+    return test_summary();
 }

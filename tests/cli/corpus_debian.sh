@@ -10,12 +10,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/corpus_debian.XXXXXX")
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT
 export SOURCE_DATE_EPOCH=1700000000 OMP_NUM_THREADS=2
 fail() { echo "FAIL: $*"; exit 1; }
-h5vals() {
-    h5dump -y -w 0 "$3" "$2" "$1" | awk '/^ *DATA \{/ { f = 1; next } f && /^ *\}/ { exit } f' |
-        tr ',' '\n' | sed 's/^ *//; s/ *$//; s/^"//; s/"$//' | grep -v '^$'
-}
-ds() { h5vals "$1" "$2" -d; }
-attr() { h5vals "$1" "$2" -a; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/h5vals.sh"  # h5vals, ds, attr
 
 # A fresh machine may have empty package lists; apt-get update needs root.
 if ! LC_ALL=C apt-cache policy python3-toolz | grep -q 'Candidate: [0-9]'; then

@@ -10,13 +10,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/corpus_dirs.XXXXXX")
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT
 export SOURCE_DATE_EPOCH=1700000000 OMP_NUM_THREADS=2
 fail() { echo "FAIL: $*"; exit 1; }
-# h5vals FILE PATH: the values of a dataset or attribute, one per line (strings unquoted)
-h5vals() {
-    h5dump -y -w 0 "$3" "$2" "$1" | awk '/^ *DATA \{/ { f = 1; next } f && /^ *\}/ { exit } f' |
-        tr ',' '\n' | sed 's/^ *//; s/ *$//; s/^"//; s/"$//' | grep -v '^$'
-}
-ds() { h5vals "$1" "$2" -d; }
-attr() { h5vals "$1" "$2" -a; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/h5vals.sh"  # h5vals, ds, attr
 
 # make_tree DIR REVERSE: five packages; REVERSE=1 creates the same files in the opposite order.
 make_tree() {
