@@ -60,6 +60,13 @@ envvars:
 # ---------------------------------------------------------------------------------------------
 # the C tools: built by CMake into build/ (a rule, so a fresh clone needs only set-up)
 
+# Each compute job runs config["threads"] OpenMP threads. OpenMP threads spin while they wait, so
+# more threads than cores makes every job crawl (measured: 4 two-thread jobs on 2 cores ran at a
+# quarter to a half of a core each). Each compute job therefore reserves enough of --cores that no
+# more of them run at once than the machine's cores hold: with --cores 8 on 2 cores, one at a time.
+MACHINE_CPUS = len(os.sched_getaffinity(0))
+JOB_THREADS = max(config["threads"], -(-workflow.cores // max(1, MACHINE_CPUS // config["threads"])))
+
 TOOL_NAMES = ["corpus", "tokenizer", "train", "merge", "eval", "export", "inspect"]
 TOOL = {name: f"build/lab-{name}" for name in TOOL_NAMES}
 

@@ -30,8 +30,9 @@ rule corpus:
         removed=f"{D}/corpus_removed.tsv",
     log:
         f"{D}/logs/corpus.log",
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         flags=corpus_flags(),
         sha=config_sha("corpus", "seed"),
     resources:
@@ -39,7 +40,7 @@ rule corpus:
         runtime=30,
     shell:
         "{input.tool} {params.flags} --out {output.corpus} --manifest {output.manifest}"
-        " --removed {output.removed} --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --removed {output.removed} --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"
 
 
 rule tokenizer:
@@ -50,8 +51,9 @@ rule tokenizer:
         f"{D}/tokenizer.h5",
     log:
         f"{D}/logs/tokenizer.log",
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         vocab=config["tokenizer"]["vocab_size"],
         max_bytes=config["tokenizer"]["max_train_bytes"],
         sha=config_sha("corpus", "tokenizer", "seed"),
@@ -60,7 +62,7 @@ rule tokenizer:
         runtime=20,
     shell:
         "{input.tool} train --corpus {input.corpus} --vocab-size {params.vocab}"
-        " --max-bytes {params.max_bytes} --out {output} --threads {threads}"
+        " --max-bytes {params.max_bytes} --out {output} --threads {params.threads}"
         " --config-sha256 {params.sha} > {log} 2>&1"
 
 
@@ -73,12 +75,13 @@ rule tokens:
         f"{D}/tokens.h5",
     log:
         f"{D}/logs/tokens.log",
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         sha=config_sha("corpus", "tokenizer", "seed"),
     resources:
         mem_mb=2000,
         runtime=20,
     shell:
         "{input.tool} encode --corpus {input.corpus} --tokenizer {input.tokenizer}"
-        " --out {output} --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --out {output} --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"

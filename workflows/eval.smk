@@ -19,8 +19,9 @@ rule ppl:
     wildcard_constraints:
         model="|".join(MODELS),
         split="|".join(SPLITS),
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         split="{split}",
         adapter=lambda wc, input: f"--adapter {input.adapter}" if wc.model == "lora" else "",
         ctx=config["eval"]["ctx"],
@@ -35,4 +36,4 @@ rule ppl:
         "{input.tool} ppl --model {input.model} {params.adapter} --tokens {input.tokens}"
         " --split {params.split} --ctx {params.ctx} --batch {params.batch} --score {params.score}"
         " --max-tokens {params.max_tokens}"
-        " --out {output} --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --out {output} --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"

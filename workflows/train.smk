@@ -14,8 +14,9 @@ rule pretrain:
         f"{D}/logs/pretrain.log",
     benchmark:
         f"{D}/benchmarks/pretrain.tsv"
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         model=model_flags(),
         optim=optim_flags("pretrain"),
         sha=config_sha("corpus", "tokenizer", "model", "pretrain", "seed"),
@@ -25,7 +26,7 @@ rule pretrain:
     shell:
         "{input.tool} --mode pretrain --tokens {input.tokens} --train-split train --val-split val"
         " {params.model} {params.optim} --out {output.model} --log {output.log}"
-        " --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"
 
 
 rule finetune_lora:
@@ -40,8 +41,9 @@ rule finetune_lora:
         f"{D}/logs/finetune_lora.log",
     benchmark:
         f"{D}/benchmarks/finetune_lora.tsv"
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         optim=lambda wc: optim_flags("finetune", lr=config["finetune"]["lora_lr"]),
         lora=(f"--lora-targets {config['finetune']['lora_targets']} --lora-rank {config['finetune']['lora_rank']}"
               f" --lora-alpha {config['finetune']['lora_alpha']} --lora-dropout {config['finetune']['lora_dropout']}"),
@@ -52,7 +54,7 @@ rule finetune_lora:
     shell:
         "{input.tool} --mode lora --base {input.base} --tokens {input.tokens} --train-split val"
         " --val-split test {params.lora} {params.optim} --out {output.adapter} --log {output.log}"
-        " --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"
 
 
 rule finetune_full:
@@ -67,8 +69,9 @@ rule finetune_full:
         f"{D}/logs/finetune_full.log",
     benchmark:
         f"{D}/benchmarks/finetune_full.tsv"
-    threads: config["threads"]
+    threads: JOB_THREADS
     params:
+        threads=config["threads"],
         optim=optim_flags("finetune"),
         sha=config_sha("corpus", "tokenizer", "model", "pretrain", "finetune", "seed"),
     resources:
@@ -77,4 +80,4 @@ rule finetune_full:
     shell:
         "{input.tool} --mode full --base {input.base} --tokens {input.tokens} --train-split val"
         " --val-split test {params.optim} --out {output.model} --log {output.log}"
-        " --threads {threads} --config-sha256 {params.sha} > {log} 2>&1"
+        " --threads {params.threads} --config-sha256 {params.sha} > {log} 2>&1"

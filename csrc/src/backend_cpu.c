@@ -158,12 +158,26 @@ static void rmsnorm_backward(float *dinp, float *dweight, const float *dout, con
 // from each other: in interleaved lab-bench runs on 2 cores, forward+backward of the default model
 // took 1.8x as long that way.
 
+// OpenBLAS called from inside our parallel regions must run on one thread. The OpenMP build does
+// that by itself (it checks omp_in_parallel()); and there openblas_set_num_threads() is
+// omp_set_num_threads(), which would shrink our own next parallel region to one thread. So the
+// thread count is pinned to 1 only for the pthread build, and restored after.
+static int blas_serial_begin(void) {
+    if (openblas_get_parallel() == 2) return 0;
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    return threads;
+}
+
+static void blas_serial_end(int threads) {
+    if (threads) openblas_set_num_threads(threads);
+}
+
 // C (M,N) = alpha * op(A) op(B) + beta * C, row-major, split over the threads along the larger of
 // M and N in blocks of 16 (the sgemm kernels' unroll). Fixed split for a thread count.
 static void sgemm_split(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = blas_serial_begin();
     int split_rows = M >= N;
 #pragma omp parallel
     {
@@ -178,7 +192,7 @@ static void sgemm_split(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, in
             cblas_sgemm(CblasRowMajor, ta, tb, M, i1 - i0, K, alpha, A, lda,
                         tb == CblasNoTrans ? B + i0 : B + (size_t)i0 * ldb, ldb, beta, C + i0, ldc);
     }
-    openblas_set_num_threads(blas_threads);
+    blas_serial_end(blas_threads);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,8 +291,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
     float scale = 1.0f / sqrtf((float)HD);
     size_t TT = (size_t)T * T;
     double t0 = lab_now();
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = blas_serial_begin();
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -305,7 +318,7 @@ static void attention_forward(float *out, float *att, const float *q, const floa
                         0.0f, oh + (size_t)r0 * C, C);
         }
     }
-    openblas_set_num_threads(blas_threads);
+    blas_serial_end(blas_threads);
     g_stats.attention_s += lab_now() - t0;
     g_stats.attention_flop += 4.0 * B * NH * HD * attention_pairs(T);
 }
@@ -320,8 +333,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *datt, con
     float scale = 1.0f / sqrtf((float)HD);
     size_t TT = (size_t)T * T;
     double t0 = lab_now();
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = blas_serial_begin();
 #pragma omp parallel for schedule(static)
     for (int bkv = 0; bkv < B * NKV; bkv++) {
         int b = bkv / NKV, kvh = bkv % NKV;
@@ -356,7 +368,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *datt, con
             }
         }
     }
-    openblas_set_num_threads(blas_threads);
+    blas_serial_end(blas_threads);
     g_stats.attention_s += lab_now() - t0;
     g_stats.attention_flop += 8.0 * B * NH * HD * attention_pairs(T);
 }
