@@ -184,3 +184,12 @@ def test_bad_config_fails_before_any_job_naming_the_key(run, change, key):
     assert proc.returncode != 0, out[-2000:]
     assert key in out, out[-2000:]
     assert "Job stats" not in out, "no job may be planned with a bad config"
+
+
+def test_gpu_config_stops_before_any_job_until_the_cuda_backend_exists(run):
+    root, _, _ = run
+    proc = subprocess.run(SNAKEMAKE + ["--cores", "1", "--dry-run", "--configfile", "configs/h100.yaml"],
+                          cwd=root, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "needs the CUDA backend" in out, out[-2000:]
+    assert "Job stats" not in out
