@@ -440,3 +440,14 @@ void adapter_load(const char *path, Model *m, const char *base_path) {
     check_sha256(path, f, "adapter_sha256", "adapter weights", sha);
     h5_close(f);
 }
+
+void model_load_for_inference(Model *m, const char *model_path, const char *adapter_path) {
+    checkpoint_load(model_path, m, &backend_cpu);
+    lab_add_input(model_path);
+    if (adapter_path) {
+        adapter_load(adapter_path, m, model_path);
+        lab_add_input(adapter_path);
+        lora_merge(m);
+    }
+    m->training = 0;
+}

@@ -79,6 +79,9 @@ LoraConfig adapter_read_config(const char *path);
 // Checks that PATH was trained on this base (config and parameter sha256; base_path names it in
 // the message), attaches an adapter of its config to m and loads its A and B.
 void adapter_load(const char *path, Model *m, const char *base_path);
+// The model to evaluate or sample from: the checkpoint, with the adapter (when not NULL) merged
+// into it, in eval mode; both files recorded as inputs.
+void model_load_for_inference(Model *m, const char *model_path, const char *adapter_path);
 
 // ---------------------------------------------------------------------------------------------
 // resuming: reads the training state saved in a checkpoint or adapter PATH into st (whose opt

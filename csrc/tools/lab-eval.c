@@ -121,14 +121,7 @@ static int cmd_ppl(int argc, char **argv) {
     else lab_die("--score: expected second-half or all, found '%s'", score);
 
     Model m;
-    checkpoint_load(model, &m, &backend_cpu);
-    lab_add_input(model);
-    if (adapter) {
-        adapter_load(adapter, &m, model);
-        lab_add_input(adapter);
-        lora_merge(&m);
-    }
-    m.training = 0;
+    model_load_for_inference(&m, model, adapter);
     if (ctx > m.cfg.max_seq_len)
         lab_die("--ctx %d: expected at most %s's max_seq_len %d", ctx, model, m.cfg.max_seq_len);
     TokenSplit ts;

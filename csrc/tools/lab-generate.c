@@ -1,0 +1,367 @@
+// lab-generate: completions of code prompts with a model (and adapter) on the CPU, through the KV
+// cache of infer.c; writes codelm-lab/generations/1.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe.h"
+#include "checkpoint.h"
+#include "common.h"
+#include "h5io.h"
+#include "infer.h"
+
+#define MAX_STOPS 64
+
+static void usage(void) {
+    printf(
+        "usage: lab-generate --model BASE.h5 [--adapter ADAPTER.h5] --tokenizer TOKENIZER.h5\n"
+        "                    (--prompt-file F | --prompts-jsonl F) --out GEN.h5\n"
+        "                    [--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1]\n"
+        "                    [--seed 0] [--n-samples 1] [--batch 8] [--stop S]... [--no-stops]\n"
+        "                    [--no-dedent] [--threads N]\n"
+        "\n"
+        "Generates --n-samples completions per prompt and writes codelm-lab/generations/1: a\n"
+        "/generations/ table (task, sample, task_id, completion, n_tokens, stop_reason) and the\n"
+        "prompts as /prompts. With one prompt, the completions also go to stdout (one sample: its\n"
+        "text alone; several: each after a line '=== sample K ===').\n"
+        "\n"
+        "  --prompt-file F     the whole file is one prompt\n"
+        "  --prompts-jsonl F   one JSON object per line with a \"prompt\" string (and optionally a\n"
+        "                      \"task_id\"), as HumanEval's HumanEval.jsonl\n"
+        "  --temperature T     0: greedy; --top-k K (0: off) and --top-p P (1: off) restrict sampling\n"
+        "  --seed S            sample K of task I draws from its own stream, derived from S, I and K,\n"
+        "                      so the results do not depend on --batch (up to float rounding)\n"
+        "  --batch B           sequences decoded together\n"
+        "\n"
+        "A completion stops (stop_reason) at eot; at a stop string ('stop': cut before it; default\n"
+        "\\ndef \\nclass \\nif \\nprint \\n#, replaced by the --stop flags, none with --no-stops); when a\n"
+        "line dedents below the body's first line ('dedent': cut before that line's '\\n'; off with\n"
+        "--no-dedent); after --max-new-tokens ('max_tokens'); or when the model's context is full\n"
+        "('context'). n_tokens counts every token sampled, the stopping one included.\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// prompts
+
+typedef struct {
+    int n;
+    char **text, **task_id;
+} Prompts;
+
+static void prompts_add(Prompts *p, char *text, char *task_id) {
+    p->text = lab_realloc(p->text, (size_t)(p->n + 1) * sizeof(char *));
+    p->task_id = lab_realloc(p->task_id, (size_t)(p->n + 1) * sizeof(char *));
+    p->text[p->n] = text;
+    p->task_id[p->n++] = task_id;
+}
+
+static char *read_whole(const char *path, size_t *len) {
+    FILE *f = lab_fopen(path, "rb");
+    size_t cap = 4096, n = 0;
+    char *buf = lab_malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) buf = lab_realloc(buf, cap *= 2);
+    }
+    if (ferror(f)) lab_die("cannot read %s", path);
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+// A minimal JSON reader for one line's object: enough to pull out string fields.
+typedef struct { const char *s, *path; int line; } Json;
+
+_Noreturn static void json_fail(const Json *j, const char *expected) {
+    lab_die("%s:%d: expected %s, found '%.20s'", j->path, j->line, expected, *j->s ? j->s : "end of line");
+}
+
+static void json_ws(Json *j) {
+    while (*j->s == ' ' || *j->s == '\t' || *j->s == '\r' || *j->s == '\n') j->s++;
+}
+
+static void put_utf8(char **o, unsigned cp) {
+    unsigned char *u = (unsigned char *)*o;
+    if (cp < 0x80) { *u++ = cp; }
+    else if (cp < 0x800) { *u++ = 0xC0 | cp >> 6; *u++ = 0x80 | (cp & 0x3F); }
+    else if (cp < 0x10000) { *u++ = 0xE0 | cp >> 12; *u++ = 0x80 | (cp >> 6 & 0x3F); *u++ = 0x80 | (cp & 0x3F); }
+    else { *u++ = 0xF0 | cp >> 18; *u++ = 0x80 | (cp >> 12 & 0x3F); *u++ = 0x80 | (cp >> 6 & 0x3F); *u++ = 0x80 | (cp & 0x3F); }
+    *o = (char *)u;
+}
+
+static unsigned json_hex4(Json *j) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = *j->s++;
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else { j->s--; json_fail(j, "4 hex digits after \\u"); }
+    }
+    return v;
+}
+
+// Parses a string at j->s; returns it decoded (UTF-8, caller free()s); out NULL only skips.
+static char *json_string(Json *j, int keep) {
+    if (*j->s != '"') json_fail(j, "a string");
+    j->s++;
+    char *out = keep ? lab_malloc(strlen(j->s) * 2 + 1) : NULL, *o = out;  // \uXXXX: 6 bytes -> <= 4
+    for (;;) {
+        char c = *j->s++;
+        if (c == '\0') { j->s--; json_fail(j, "a closing '\"'"); }
+        if (c == '"') break;
+        if (c != '\\') { if (keep) *o++ = c; continue; }
+        char e = *j->s++;
+        unsigned cp;
+        switch (e) {
+        case 'n': cp = '\n'; break;
+        case 't': cp = '\t'; break;
+        case 'r': cp = '\r'; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case '"': case '\\': case '/': cp = (unsigned char)e; break;
+        case 'u':
+            cp = json_hex4(j);
+            if (cp >= 0xD800 && cp < 0xDC00 && j->s[0] == '\\' && j->s[1] == 'u') {
+                j->s += 2;
+                unsigned lo = json_hex4(j);
+                if (lo < 0xDC00 || lo >= 0xE000) json_fail(j, "a low surrogate after a high one");
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            break;
+        default: j->s--; json_fail(j, "an escape (\\n \\t \\r \\b \\f \\\" \\\\ \\/ \\uXXXX)");
+        }
+        if (keep) put_utf8(&o, cp);
+    }
+    if (keep) *o = '\0';
+    return out;
+}
+
+static void json_skip_value(Json *j) {
+    json_ws(j);
+    if (*j->s == '"') { json_string(j, 0); return; }
+    if (*j->s == '{' || *j->s == '[') {
+        int depth = 0;
+        do {
+            if (*j->s == '"') { json_string(j, 0); continue; }
+            if (*j->s == '{' || *j->s == '[') depth++;
+            else if (*j->s == '}' || *j->s == ']') depth--;
+            else if (!*j->s) json_fail(j, "a closing bracket");
+            j->s++;
+        } while (depth > 0);
+        return;
+    }
+    const char *start = j->s;  // number, true, false, null
+    while (*j->s && !strchr(",}] \t\r\n", *j->s)) j->s++;
+    if (j->s == start) json_fail(j, "a value");
+}
+
+static void read_jsonl(const char *path, Prompts *p) {
+    size_t len;
+    char *buf = read_whole(path, &len);
+    int line = 0;
+    for (char *ln = buf; ln && *ln; line++) {
+        char *nl = strchr(ln, '\n');
+        if (nl) *nl = '\0';
+        Json j = {ln, path, line + 1};
+        json_ws(&j);
+        if (*j.s) {
+            char *prompt = NULL, *task_id = NULL;
+            if (*j.s++ != '{') { j.s--; json_fail(&j, "a JSON object"); }
+            json_ws(&j);
+            while (*j.s != '}') {
+                char *key = json_string(&j, 1);
+                json_ws(&j);
+                if (*j.s++ != ':') { j.s--; json_fail(&j, "':'"); }
+                json_ws(&j);
+                if (!strcmp(key, "prompt") || !strcmp(key, "task_id")) {
+                    char *v = json_string(&j, 1);
+                    free(!strcmp(key, "prompt") ? prompt : task_id);
+                    if (!strcmp(key, "prompt")) prompt = v; else task_id = v;
+                } else {
+                    json_skip_value(&j);
+                }
+                free(key);
+                json_ws(&j);
+                if (*j.s == ',') { j.s++; json_ws(&j); }
+                else if (*j.s != '}') json_fail(&j, "',' or '}'");
+            }
+            if (!prompt) lab_die("%s:%d: expected a \"prompt\" string field, found none", path, line + 1);
+            if (!task_id) {
+                task_id = lab_malloc(32);
+                snprintf(task_id, 32, "%d", p->n);
+            }
+            prompts_add(p, prompt, task_id);
+        }
+        ln = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (p->n == 0) lab_die("%s: expected at least one JSON line with a \"prompt\", found none", path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+int main(int argc, char **argv) {
+    lab_init("lab-generate", argc, argv);
+    const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *prompt_file = NULL, *jsonl = NULL;
+    const char *out = NULL;
+    const char *stops[MAX_STOPS];
+    int n_stops = 0, no_stops = 0, dedent = 1, n_samples = 1, batch = 8;
+    GenConfig gc = {.max_new_tokens = 128, .sampler = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f}};
+    uint64_t seed = 0;
+    if (argc < 2) { usage(); return 1; }
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) { usage(); return 0; }
+        if (!strcmp(f, "--no-stops")) { no_stops = 1; continue; }
+        if (!strcmp(f, "--no-dedent")) { dedent = 0; continue; }
+        if (i + 1 >= argc) lab_die("%s: expected a value (see --help)", f);
+        const char *v = argv[++i];
+        if (!strcmp(f, "--model")) model = v;
+        else if (!strcmp(f, "--adapter")) adapter = v;
+        else if (!strcmp(f, "--tokenizer")) tokenizer = v;
+        else if (!strcmp(f, "--prompt-file")) prompt_file = v;
+        else if (!strcmp(f, "--prompts-jsonl")) jsonl = v;
+        else if (!strcmp(f, "--out")) out = v;
+        else if (!strcmp(f, "--max-new-tokens")) gc.max_new_tokens = (int)lab_parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--temperature")) gc.sampler.temperature = (float)lab_parse_double(f, v, 0, 100);
+        else if (!strcmp(f, "--top-k")) gc.sampler.top_k = (int)lab_parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--top-p")) gc.sampler.top_p = (float)lab_parse_double(f, v, 1e-9, 1);
+        else if (!strcmp(f, "--seed")) seed = (uint64_t)lab_parse_int(f, v, 0, (1ll << 62));
+        else if (!strcmp(f, "--n-samples")) n_samples = (int)lab_parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--batch")) batch = (int)lab_parse_int(f, v, 1, 4096);
+        else if (!strcmp(f, "--threads")) lab_set_threads((int)lab_parse_int(f, v, 1, 4096));
+        else if (!strcmp(f, "--config-sha256")) lab_set_config_sha256(v);
+        else if (!strcmp(f, "--stop")) {
+            if (n_stops == MAX_STOPS) lab_die("--stop: expected at most %d stop strings, found more", MAX_STOPS);
+            if (!*v) lab_die("--stop: expected a non-empty string, found ''");
+            stops[n_stops++] = v;
+        } else lab_die("unknown flag '%s' (see --help)", f);
+    }
+    if (!model || !tokenizer || !out) lab_die("expected --model, --tokenizer and --out (see --help)");
+    if (!prompt_file == !jsonl) lab_die("expected exactly one of --prompt-file and --prompts-jsonl (see --help)");
+    if (no_stops && n_stops) lab_die("--no-stops: expected no --stop flags with it, found %d", n_stops);
+    if (!no_stops && !n_stops)
+        for (int i = 0; i < 5; i++) stops[n_stops++] = humaneval_stops[i];
+    if (no_stops) n_stops = 0;
+    gc.stops = stops;
+    gc.n_stops = n_stops;
+    gc.stop_on_dedent = dedent;
+    lab_set_seed(seed);
+
+    Prompts pr = {0};
+    if (prompt_file) {
+        size_t len;
+        char *text = read_whole(prompt_file, &len);
+        if (strlen(text) != len) lab_die("%s: expected text, found a NUL byte", prompt_file);
+        prompts_add(&pr, text, lab_strdup("0"));
+        lab_add_input(prompt_file);
+    } else {
+        read_jsonl(jsonl, &pr);
+        lab_add_input(jsonl);
+    }
+
+    Model m;
+    model_load_for_inference(&m, model, adapter);
+    Bpe *bpe = bpe_load(tokenizer);
+    lab_add_input(tokenizer);
+    if (bpe->vocab_size != m.cfg.vocab_size)
+        lab_die("%s: expected a tokenizer of vocab_size %d (%s's), found %d", tokenizer, m.cfg.vocab_size, model,
+                bpe->vocab_size);
+    gc.eot = bpe->eot;
+
+    BpeTokens *enc = lab_calloc(pr.n, sizeof(BpeTokens));
+    int32_t **ids = lab_malloc((size_t)pr.n * sizeof(int32_t *));
+    for (int t = 0; t < pr.n; t++) {
+        size_t tl = strlen(pr.text[t]);
+        bpe_encode(bpe, NULL, (const uint8_t *)pr.text[t], tl, &enc[t]);
+        if (enc[t].n < 1 || enc[t].n >= (size_t)m.cfg.max_seq_len)
+            lab_die("%s: prompt %d (%s) has %zu tokens: expected 1 to %d (%s's max_seq_len less one)",
+                    prompt_file ? prompt_file : jsonl, t, pr.task_id[t], enc[t].n, m.cfg.max_seq_len - 1, model);
+        ids[t] = lab_malloc(enc[t].n * sizeof(int32_t));
+        for (size_t k = 0; k < enc[t].n; k++) ids[t][k] = (int32_t)enc[t].ids[k];
+    }
+    int n = pr.n * n_samples;
+    GenRequest *req = lab_malloc((size_t)n * sizeof(GenRequest));
+    for (int t = 0; t < pr.n; t++)
+        for (int k = 0; k < n_samples; k++) {
+            size_t tl = strlen(pr.text[t]);
+            req[t * n_samples + k] = (GenRequest){
+                .prompt = ids[t], .prompt_len = (int)enc[t].n, .at_line_start = tl == 0 || pr.text[t][tl - 1] == '\n',
+                .seed = lab_hash64(seed ^ lab_hash64(((uint64_t)t << 32) | (uint64_t)k))};
+        }
+    Completion *comp = lab_calloc(n, sizeof(Completion));
+    InferState st;
+    infer_init(&st, &m, batch < n ? batch : n, m.cfg.max_seq_len);
+    double t0 = lab_now();
+    infer_generate(&st, bpe, &gc, req, n, comp);
+    double secs = lab_now() - t0;
+    infer_free(&st);
+
+    int64_t *task = lab_malloc((size_t)n * sizeof(int64_t)), *sample = lab_malloc((size_t)n * sizeof(int64_t));
+    int64_t *ntok = lab_malloc((size_t)n * sizeof(int64_t));
+    const char **tid = lab_malloc((size_t)n * sizeof(char *)), **text = lab_malloc((size_t)n * sizeof(char *));
+    const char **why = lab_malloc((size_t)n * sizeof(char *));
+    int64_t total_tokens = 0;
+    for (int i = 0; i < n; i++) {
+        task[i] = i / n_samples;
+        sample[i] = i % n_samples;
+        tid[i] = pr.task_id[i / n_samples];
+        text[i] = comp[i].text;
+        ntok[i] = comp[i].n_tokens;
+        why[i] = stop_reason_name(comp[i].stop);
+        total_tokens += comp[i].n_tokens;
+    }
+    H5Writer w = h5_create(out, "codelm-lab/generations/1");
+    H5Column cols[6] = {{"task", LAB_I64, task, NULL},          {"sample", LAB_I64, sample, NULL},
+                        {"task_id", LAB_STR, tid, NULL},        {"completion", LAB_STR, text, NULL},
+                        {"n_tokens", LAB_I64, ntok, "tokens"},  {"stop_reason", LAB_STR, why, NULL}};
+    h5_table_write(w.file, "generations", (uint64_t)n, 6, cols);
+    h5_write_strings(w.file, "prompts", (const char *const *)pr.text, (uint64_t)pr.n);
+    h5_attr_str(w.file, "model", model);
+    h5_attr_str(w.file, "adapter", adapter ? adapter : "");
+    h5_attr_str(w.file, "tokenizer", tokenizer);
+    h5_attr_i64(w.file, "n_tasks", pr.n);
+    h5_attr_i64(w.file, "n_samples", n_samples);
+    h5_attr_i64(w.file, "max_new_tokens", gc.max_new_tokens);
+    h5_attr_f64(w.file, "temperature", gc.sampler.temperature);
+    h5_attr_i64(w.file, "top_k", gc.sampler.top_k);
+    h5_attr_f64(w.file, "top_p", gc.sampler.top_p);
+    h5_attr_i64(w.file, "stop_on_dedent", dedent);
+    size_t slen = 0;
+    for (int i = 0; i < n_stops; i++) slen += strlen(stops[i]) + 1;
+    char *joined = lab_calloc(slen + 1, 1);
+    for (int i = 0; i < n_stops; i++) {
+        strcat(joined, stops[i]);
+        if (i + 1 < n_stops) strcat(joined, "\x1f");
+    }
+    h5_attr_str(w.file, "stops", joined);  // joined by the unit separator 0x1F
+    h5_finish(&w);
+
+    if (pr.n == 1)
+        for (int i = 0; i < n; i++) {
+            if (n > 1) printf("=== sample %d ===\n", i);
+            fwrite(comp[i].text, 1, comp[i].len, stdout);
+            if (n > 1) printf("\n");
+        }
+    fflush(stdout);
+    fprintf(stderr, "lab-generate: %d completions, %lld tokens in %.2f s (%.1f tokens/s, prefill included); wrote %s\n",
+            n, (long long)total_tokens, secs, secs > 0 ? total_tokens / secs : 0.0, out);
+
+    for (int i = 0; i < n; i++) completion_free(&comp[i]);
+    for (int t = 0; t < pr.n; t++) {
+        free(pr.text[t]);
+        free(pr.task_id[t]);
+        free(ids[t]);
+        bpe_tokens_free(&enc[t]);
+    }
+    free(pr.text); free(pr.task_id); free(ids); free(enc); free(req); free(comp);
+    free(task); free(sample); free(ntok); free(tid); free(text); free(why); free(joined);
+    bpe_free(bpe);
+    model_free(&m);
+    return 0;
+}
