@@ -18,10 +18,14 @@ if [ $apt = 1 ]; then
   missing=$(dpkg-query -W -f='${Package} ${Status}\n' $DEB_PACKAGES 2>/dev/null | grep -v 'install ok installed' | cut -d' ' -f1 || true)
   for p in $DEB_PACKAGES; do dpkg-query -W "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  # lab-corpus asks the archive (apt-cache policy, apt-get download): the package lists must exist
+  # even when every package is installed already.
+  if [ -n "${missing// /}" ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+  fi
   if [ -n "${missing// /}" ]; then
     echo "setup: installing Debian packages: $missing"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
 fi
