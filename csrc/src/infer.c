@@ -25,15 +25,9 @@ void infer_init(InferState *s, const Model *m, int B, int T_max) {
     size_t cache = (size_t)c->n_layers * B * T_max * KVC;
     s->k_cache = lab_calloc(cache, sizeof(float));
     s->v_cache = lab_calloc(cache, sizeof(float));
-    // the same tables as model_init: in double, rounded once
     s->rope_cos = lab_malloc((size_t)T_max * half * sizeof(float));
     s->rope_sin = lab_malloc((size_t)T_max * half * sizeof(float));
-    for (int t = 0; t < T_max; t++)
-        for (int i = 0; i < half; i++) {
-            double angle = t * pow((double)c->rope_theta, -2.0 * i / HD);
-            s->rope_cos[(size_t)t * half + i] = (float)cos(angle);
-            s->rope_sin[(size_t)t * half + i] = (float)sin(angle);
-        }
+    model_rope_tables(c, T_max, s->rope_cos, s->rope_sin);
     s->scores = lab_malloc((size_t)omp_get_max_threads() * T_max * sizeof(float));
     s->row_logits = lab_calloc((size_t)B * c->vocab_size, sizeof(float));
 }

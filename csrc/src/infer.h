@@ -41,7 +41,7 @@ typedef struct {
     int B, T_max;          // rows of the cache, positions per row (<= cfg.max_seq_len)
     int *len;              // (B) positions filled in each row
     float *k_cache, *v_cache;  // (L, B, T_max, NKV*HD), keys after RoPE
-    float *rope_cos, *rope_sin;// (T_max, HD/2), computed as model.c does
+    float *rope_cos, *rope_sin;// (T_max, HD/2), from model_rope_tables
     // scratch for N rows at a time, grown on demand
     int cap;
     float *x, *xn, *rstd, *q, *k, *v, *ao, *proj, *gate, *up, *logits;

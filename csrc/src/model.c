@@ -197,6 +197,16 @@ static void grad_acts_reserve(Model *m) {
 // ---------------------------------------------------------------------------------------------
 // life cycle
 
+void model_rope_tables(const ModelConfig *cfg, int T, float *cos_tab, float *sin_tab) {
+    int HD = cfg->dim / cfg->n_heads, half = HD / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double angle = t * pow((double)cfg->rope_theta, -2.0 * i / HD);
+            cos_tab[(size_t)t * half + i] = (float)cos(angle);
+            sin_tab[(size_t)t * half + i] = (float)sin(angle);
+        }
+}
+
 void model_init(Model *m, const ModelConfig *cfg, const Backend *be) {
     model_config_check(cfg);
     memset(m, 0, sizeof *m);
@@ -210,16 +220,9 @@ void model_init(Model *m, const ModelConfig *cfg, const Backend *be) {
 
     ModelInternal *mi = lab_calloc(1, sizeof *mi);
     m->internal = mi;
-    // RoPE tables in double, rounded once: angle(t, i) = t * theta^(-2i/HD)
-    int HD = cfg->dim / cfg->n_heads, half = HD / 2;
-    size_t n = (size_t)cfg->max_seq_len * half;
+    size_t n = (size_t)cfg->max_seq_len * (cfg->dim / cfg->n_heads / 2);
     float *cs = lab_malloc(n * sizeof(float)), *sn = lab_malloc(n * sizeof(float));
-    for (int t = 0; t < cfg->max_seq_len; t++)
-        for (int i = 0; i < half; i++) {
-            double angle = t * pow((double)cfg->rope_theta, -2.0 * i / HD);
-            cs[(size_t)t * half + i] = (float)cos(angle);
-            sn[(size_t)t * half + i] = (float)sin(angle);
-        }
+    model_rope_tables(cfg, cfg->max_seq_len, cs, sn);
     mi->rope_cos = be->alloc(n * sizeof(float));
     mi->rope_sin = be->alloc(n * sizeof(float));
     be->upload(mi->rope_cos, cs, n * sizeof(float));

@@ -43,6 +43,9 @@ extern const char *const param_tensor_names[N_PARAM_TENSORS];
 // shape of tensor i: rank 1..3 into dims
 void model_param_shape(const ModelConfig *cfg, int i, int *rank, uint64_t dims[3]);
 size_t model_num_params(const ModelConfig *cfg);
+// RoPE tables for positions 0..T-1, each (T, HD/2) on the host: angle(t, i) = t * theta^(-2i/HD),
+// computed in double and rounded once (the training forward and the cached inference share them)
+void model_rope_tables(const ModelConfig *cfg, int T, float *cos_tab, float *sin_tab);
 // dies with a message naming the field when a config is inconsistent (e.g. C % NH != 0)
 void model_config_check(const ModelConfig *cfg);
 
