@@ -176,6 +176,20 @@ FILE *lab_fopen(const char *path, const char *mode) {
     return f;
 }
 
+FILE *lab_atomic_open(const char *path, char **tmp) {
+    *tmp = lab_malloc(strlen(path) + 5);
+    sprintf(*tmp, "%s.tmp", path);
+    lab_cleanup_register(*tmp);
+    return lab_fopen(*tmp, "w");
+}
+
+void lab_atomic_close(FILE *f, char *tmp, const char *path) {
+    if (fclose(f) != 0) lab_die("cannot write %s: %s", tmp, strerror(errno));
+    if (rename(tmp, path) != 0) lab_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    lab_cleanup_unregister(tmp);
+    free(tmp);
+}
+
 // ---------------------------------------------------------------------------------------------
 // flag values
 

@@ -797,20 +797,6 @@ static void assign_fraction_splits(const CorpusOptions *o, Sources *ss) {
 // build
 
 // Text files beside the corpus are written as PATH.tmp and renamed when complete, like the .h5.
-static FILE *text_file_open(const char *path, char **tmp) {
-    *tmp = lab_malloc(strlen(path) + 5);
-    sprintf(*tmp, "%s.tmp", path);
-    lab_cleanup_register(*tmp);
-    return lab_fopen(*tmp, "w");
-}
-
-static void text_file_finish(FILE *f, char *tmp, const char *path) {
-    if (fclose(f) != 0) lab_die("cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) lab_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    lab_cleanup_unregister(tmp);
-    free(tmp);
-}
-
 // All files of all packages in (package name, path) order, and what became of each.
 typedef struct {
     size_t n;
@@ -1022,7 +1008,7 @@ static void write_corpus(const CorpusOptions *o, const Sources *ss, const Files 
 
 static void write_manifest(const char *path, const Sources *ss) {
     char *tmp;
-    FILE *f = text_file_open(path, &tmp);
+    FILE *f = lab_atomic_open(path, &tmp);
     fprintf(f, "package\tversion\tlicence\tsource\tsha256\tsplit\tfiles_raw\tbytes_raw\tfiles_kept\tbytes_kept\n");
     for (int i = 0; i < ss->n; i++) {
         const Source *s = &ss->v[i];
@@ -1030,12 +1016,12 @@ static void write_manifest(const char *path, const Sources *ss) {
                 s->sha256, corpus_split_name(s->split), (unsigned long long)s->raw_files,
                 (unsigned long long)s->raw_bytes, (unsigned long long)s->kept_files, (unsigned long long)s->kept_bytes);
     }
-    text_file_finish(f, tmp, path);
+    lab_atomic_close(f, tmp, path);
 }
 
 static void write_removed(const char *path, const Sources *ss, const Files *fs) {
     char *tmp;
-    FILE *f = text_file_open(path, &tmp);
+    FILE *f = lab_atomic_open(path, &tmp);
     fprintf(f, "package\tpath\tbytes\tfilter\tkept_package\tkept_path\n");
     for (size_t i = 0; i < fs->n; i++) {
         if (fs->removed_by[i] < 0) continue;
@@ -1043,7 +1029,7 @@ static void write_removed(const char *path, const Sources *ss, const Files *fs) 
         fprintf(f, "%s\t%s\t%zu\t%s\t%s\t%s\n", ss->v[fs->pkg[i]].name, fs->path[i], fs->len[i],
                 FILTER_NAMES[fs->removed_by[i]], c >= 0 ? ss->v[fs->pkg[c]].name : "", c >= 0 ? fs->path[c] : "");
     }
-    text_file_finish(f, tmp, path);
+    lab_atomic_close(f, tmp, path);
 }
 
 static void print_summary(const CorpusOptions *o, const Sources *ss, const FilterCounts *c, double seconds) {

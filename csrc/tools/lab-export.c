@@ -71,12 +71,7 @@ int main(int argc, char **argv) {
 
     char *tmp = NULL;
     FILE *out = stdout;
-    if (out_path) {
-        tmp = lab_malloc(strlen(out_path) + 5);
-        sprintf(tmp, "%s.tmp", out_path);
-        lab_cleanup_register(tmp);
-        out = lab_fopen(tmp, "w");
-    }
+    if (out_path) out = lab_atomic_open(out_path, &tmp);
     for (int c = 0; c < ncols; c++) fprintf(out, "%s%s", c ? "\t" : "", cols[c].name);
     fputc('\n', out);
     for (uint64_t r = 0; r < rows; r++) {
@@ -86,12 +81,7 @@ int main(int argc, char **argv) {
         }
         fputc('\n', out);
     }
-    if (out_path) {
-        if (fclose(out) != 0) lab_die("%s: write failed (disk full?)", tmp);
-        if (rename(tmp, out_path) != 0) lab_die("cannot rename %s to %s", tmp, out_path);
-        lab_cleanup_unregister(tmp);
-        free(tmp);
-    }
+    if (out_path) lab_atomic_close(out, tmp, out_path);
     h5_table_free(cols, ncols, rows);
     return 0;
 }
