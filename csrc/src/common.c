@@ -176,6 +176,21 @@ FILE *lab_fopen(const char *path, const char *mode) {
     return f;
 }
 
+char *lab_read_file(const char *path, size_t *len) {
+    FILE *f = lab_fopen(path, "rb");
+    size_t cap = 4096, n = 0, got;
+    char *buf = lab_malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) buf = lab_realloc(buf, cap *= 2);
+    }
+    if (ferror(f)) lab_die("cannot read %s: %s", path, strerror(errno));
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
 FILE *lab_atomic_open(const char *path, char **tmp) {
     *tmp = lab_malloc(strlen(path) + 5);
     sprintf(*tmp, "%s.tmp", path);

@@ -28,6 +28,8 @@ void *lab_calloc(size_t n, size_t size);
 void *lab_realloc(void *p, size_t n);
 char *lab_strdup(const char *s);
 FILE *lab_fopen(const char *path, const char *mode);  // dies: "cannot open PATH for reading: why"
+// A whole file in memory, NUL-terminated (it may hold NUL bytes before len); dies when unreadable.
+char *lab_read_file(const char *path, size_t *len);
 // A text output written atomically: lab_atomic_open writes PATH.tmp (removed by lab_die),
 // lab_atomic_close closes it, checks the write and renames it to PATH.
 FILE *lab_atomic_open(const char *path, char **tmp);

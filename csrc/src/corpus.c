@@ -385,22 +385,6 @@ static void scratch_remove(void) {
 // ---------------------------------------------------------------------------------------------
 // files and licences
 
-static uint8_t *read_file(const char *path, size_t *len) {
-    FILE *f = lab_fopen(path, "rb");
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = lab_malloc(cap);
-    for (;;) {
-        if (n == cap) { cap *= 2; buf = lab_realloc(buf, cap); }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) lab_die("%s: read error", path);
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static char *path_join(const char *a, const char *b) {
     char *p = lab_malloc(strlen(a) + strlen(b) + 2);
     sprintf(p, "%s/%s", a, b);
@@ -538,7 +522,7 @@ static void source_read_files(Source *s, const char *root) {
     s->len = lab_malloc((s->paths.n ? s->paths.n : 1) * sizeof *s->len);
     for (size_t i = 0; i < s->paths.n; i++) {
         char *full = path_join(root, s->paths.v[i]);
-        s->data[i] = read_file(full, &s->len[i]);
+        s->data[i] = (uint8_t *)lab_read_file(full, &s->len[i]);
         s->raw_bytes += s->len[i];
         free(full);
     }

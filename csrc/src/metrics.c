@@ -85,6 +85,24 @@ size_t metrics_utf8_units(const uint8_t *text, size_t n, uint32_t *out) {
     return units;
 }
 
+size_t metrics_utf8_sanitize(const char *text, size_t n, char *out) {
+    const uint8_t *t = (const uint8_t *)text;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence_len(t + i, n - i);
+        if (len == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memmove(out + o, text + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    return o;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Levenshtein distance
 

@@ -62,6 +62,9 @@ int metrics_pass_k_reportable(const int64_t *n, size_t n_tasks, int64_t k);
 // Decodes text[0..n) into units as defined above; out (room for n units) may be NULL to count only.
 // Returns the number of units.
 size_t metrics_utf8_units(const uint8_t *text, size_t n, uint32_t *out);
+// Writes text[0..n) to out (room for 3 n bytes) with each invalid byte replaced by U+FFFD (EF BF BD),
+// so the result is well-formed UTF-8, as HDF5 strings declared UTF-8 must be. Returns its length.
+size_t metrics_utf8_sanitize(const char *text, size_t n, char *out);
 
 // ---------------------------------------------------------------------------------------------
 // Levenshtein distance and edit similarity

@@ -9,6 +9,8 @@
 #include "common.h"
 #include "h5io.h"
 #include "infer.h"
+#include "metrics.h"
+#include "tasks.h"
 
 #define MAX_STOPS 64
 
@@ -38,168 +40,6 @@ static void usage(void) {
         "line dedents below the body's first line ('dedent': cut before that line's '\\n'; off with\n"
         "--no-dedent); after --max-new-tokens ('max_tokens'); or when the model's context is full\n"
         "('context'). n_tokens counts every token sampled, the stopping one included.\n");
-}
-
-// ---------------------------------------------------------------------------------------------
-// prompts
-
-typedef struct {
-    int n;
-    char **text, **task_id;
-} Prompts;
-
-static void prompts_add(Prompts *p, char *text, char *task_id) {
-    p->text = lab_realloc(p->text, (size_t)(p->n + 1) * sizeof(char *));
-    p->task_id = lab_realloc(p->task_id, (size_t)(p->n + 1) * sizeof(char *));
-    p->text[p->n] = text;
-    p->task_id[p->n++] = task_id;
-}
-
-static char *read_whole(const char *path, size_t *len) {
-    FILE *f = lab_fopen(path, "rb");
-    size_t cap = 4096, n = 0;
-    char *buf = lab_malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap) buf = lab_realloc(buf, cap *= 2);
-    }
-    if (ferror(f)) lab_die("cannot read %s", path);
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-// A minimal JSON reader for one line's object: enough to pull out string fields.
-typedef struct { const char *s, *path; int line; } Json;
-
-_Noreturn static void json_fail(const Json *j, const char *expected) {
-    lab_die("%s:%d: expected %s, found '%.20s'", j->path, j->line, expected, *j->s ? j->s : "end of line");
-}
-
-static void json_ws(Json *j) {
-    while (*j->s == ' ' || *j->s == '\t' || *j->s == '\r' || *j->s == '\n') j->s++;
-}
-
-static void put_utf8(char **o, unsigned cp) {
-    unsigned char *u = (unsigned char *)*o;
-    if (cp < 0x80) { *u++ = cp; }
-    else if (cp < 0x800) { *u++ = 0xC0 | cp >> 6; *u++ = 0x80 | (cp & 0x3F); }
-    else if (cp < 0x10000) { *u++ = 0xE0 | cp >> 12; *u++ = 0x80 | (cp >> 6 & 0x3F); *u++ = 0x80 | (cp & 0x3F); }
-    else { *u++ = 0xF0 | cp >> 18; *u++ = 0x80 | (cp >> 12 & 0x3F); *u++ = 0x80 | (cp >> 6 & 0x3F); *u++ = 0x80 | (cp & 0x3F); }
-    *o = (char *)u;
-}
-
-static unsigned json_hex4(Json *j) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = *j->s++;
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= c - '0';
-        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-        else { j->s--; json_fail(j, "4 hex digits after \\u"); }
-    }
-    return v;
-}
-
-// Parses a string at j->s; returns it decoded (UTF-8, caller free()s); out NULL only skips.
-static char *json_string(Json *j, int keep) {
-    if (*j->s != '"') json_fail(j, "a string");
-    j->s++;
-    char *out = keep ? lab_malloc(strlen(j->s) * 2 + 1) : NULL, *o = out;  // \uXXXX: 6 bytes -> <= 4
-    for (;;) {
-        char c = *j->s++;
-        if (c == '\0') { j->s--; json_fail(j, "a closing '\"'"); }
-        if (c == '"') break;
-        if (c != '\\') { if (keep) *o++ = c; continue; }
-        char e = *j->s++;
-        unsigned cp;
-        switch (e) {
-        case 'n': cp = '\n'; break;
-        case 't': cp = '\t'; break;
-        case 'r': cp = '\r'; break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case '"': case '\\': case '/': cp = (unsigned char)e; break;
-        case 'u':
-            cp = json_hex4(j);
-            if (cp >= 0xD800 && cp < 0xDC00 && j->s[0] == '\\' && j->s[1] == 'u') {
-                j->s += 2;
-                unsigned lo = json_hex4(j);
-                if (lo < 0xDC00 || lo >= 0xE000) json_fail(j, "a low surrogate after a high one");
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            break;
-        default: j->s--; json_fail(j, "an escape (\\n \\t \\r \\b \\f \\\" \\\\ \\/ \\uXXXX)");
-        }
-        if (keep) put_utf8(&o, cp);
-    }
-    if (keep) *o = '\0';
-    return out;
-}
-
-static void json_skip_value(Json *j) {
-    json_ws(j);
-    if (*j->s == '"') { json_string(j, 0); return; }
-    if (*j->s == '{' || *j->s == '[') {
-        int depth = 0;
-        do {
-            if (*j->s == '"') { json_string(j, 0); continue; }
-            if (*j->s == '{' || *j->s == '[') depth++;
-            else if (*j->s == '}' || *j->s == ']') depth--;
-            else if (!*j->s) json_fail(j, "a closing bracket");
-            j->s++;
-        } while (depth > 0);
-        return;
-    }
-    const char *start = j->s;  // number, true, false, null
-    while (*j->s && !strchr(",}] \t\r\n", *j->s)) j->s++;
-    if (j->s == start) json_fail(j, "a value");
-}
-
-static void read_jsonl(const char *path, Prompts *p) {
-    size_t len;
-    char *buf = read_whole(path, &len);
-    int line = 0;
-    for (char *ln = buf; ln && *ln; line++) {
-        char *nl = strchr(ln, '\n');
-        if (nl) *nl = '\0';
-        Json j = {ln, path, line + 1};
-        json_ws(&j);
-        if (*j.s) {
-            char *prompt = NULL, *task_id = NULL;
-            if (*j.s++ != '{') { j.s--; json_fail(&j, "a JSON object"); }
-            json_ws(&j);
-            while (*j.s != '}') {
-                char *key = json_string(&j, 1);
-                json_ws(&j);
-                if (*j.s++ != ':') { j.s--; json_fail(&j, "':'"); }
-                json_ws(&j);
-                if (!strcmp(key, "prompt") || !strcmp(key, "task_id")) {
-                    char *v = json_string(&j, 1);
-                    free(!strcmp(key, "prompt") ? prompt : task_id);
-                    if (!strcmp(key, "prompt")) prompt = v; else task_id = v;
-                } else {
-                    json_skip_value(&j);
-                }
-                free(key);
-                json_ws(&j);
-                if (*j.s == ',') { j.s++; json_ws(&j); }
-                else if (*j.s != '}') json_fail(&j, "',' or '}'");
-            }
-            if (!prompt) lab_die("%s:%d: expected a \"prompt\" string field, found none", path, line + 1);
-            if (!task_id) {
-                task_id = lab_malloc(32);
-                snprintf(task_id, 32, "%d", p->n);
-            }
-            prompts_add(p, prompt, task_id);
-        }
-        ln = nl ? nl + 1 : NULL;
-    }
-    free(buf);
-    if (p->n == 0) lab_die("%s: expected at least one JSON line with a \"prompt\", found none", path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,15 +93,18 @@ int main(int argc, char **argv) {
     gc.stop_on_dedent = dedent;
     lab_set_seed(seed);
 
-    Prompts pr = {0};
+    TaskSet pr = {0};
     if (prompt_file) {
         size_t len;
-        char *text = read_whole(prompt_file, &len);
+        char *text = lab_read_file(prompt_file, &len);
         if (strlen(text) != len) lab_die("%s: expected text, found a NUL byte", prompt_file);
-        prompts_add(&pr, text, lab_strdup("0"));
+        pr.n = 1;
+        pr.t = lab_calloc(1, sizeof(Task));
+        pr.t[0].prompt = text;
+        pr.t[0].task_id = lab_strdup("0");
         lab_add_input(prompt_file);
     } else {
-        read_jsonl(jsonl, &pr);
+        taskset_load(&pr, jsonl, TASK_NEED_PROMPT);
         lab_add_input(jsonl);
     }
 
@@ -276,22 +119,22 @@ int main(int argc, char **argv) {
 
     BpeTokens *enc = lab_calloc(pr.n, sizeof(BpeTokens));
     int32_t **ids = lab_malloc((size_t)pr.n * sizeof(int32_t *));
-    for (int t = 0; t < pr.n; t++) {
-        size_t tl = strlen(pr.text[t]);
-        bpe_encode(bpe, NULL, (const uint8_t *)pr.text[t], tl, &enc[t]);
+    for (size_t t = 0; t < pr.n; t++) {
+        size_t tl = strlen(pr.t[t].prompt);
+        bpe_encode(bpe, NULL, (const uint8_t *)pr.t[t].prompt, tl, &enc[t]);
         if (enc[t].n < 1 || enc[t].n >= (size_t)m.cfg.max_seq_len)
-            lab_die("%s: prompt %d (%s) has %zu tokens: expected 1 to %d (%s's max_seq_len less one)",
-                    prompt_file ? prompt_file : jsonl, t, pr.task_id[t], enc[t].n, m.cfg.max_seq_len - 1, model);
+            lab_die("%s: prompt %zu (%s) has %zu tokens: expected 1 to %d (%s's max_seq_len less one)",
+                    prompt_file ? prompt_file : jsonl, t, pr.t[t].task_id, enc[t].n, m.cfg.max_seq_len - 1, model);
         ids[t] = lab_malloc(enc[t].n * sizeof(int32_t));
         for (size_t k = 0; k < enc[t].n; k++) ids[t][k] = (int32_t)enc[t].ids[k];
     }
-    int n = pr.n * n_samples;
+    int n = (int)pr.n * n_samples;
     GenRequest *req = lab_malloc((size_t)n * sizeof(GenRequest));
-    for (int t = 0; t < pr.n; t++)
+    for (size_t t = 0; t < pr.n; t++)
         for (int k = 0; k < n_samples; k++) {
-            size_t tl = strlen(pr.text[t]);
+            size_t tl = strlen(pr.t[t].prompt);
             req[t * n_samples + k] = (GenRequest){
-                .prompt = ids[t], .prompt_len = (int)enc[t].n, .at_line_start = tl == 0 || pr.text[t][tl - 1] == '\n',
+                .prompt = ids[t], .prompt_len = (int)enc[t].n, .at_line_start = tl == 0 || pr.t[t].prompt[tl - 1] == '\n',
                 .seed = lab_hash64(seed ^ lab_hash64(((uint64_t)t << 32) | (uint64_t)k))};
         }
     Completion *comp = lab_calloc(n, sizeof(Completion));
@@ -310,7 +153,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
         task[i] = i / n_samples;
         sample[i] = i % n_samples;
-        tid[i] = pr.task_id[i / n_samples];
+        tid[i] = pr.t[i / n_samples].task_id;
+        // a completion cut at max_tokens may end inside a multi-byte character
+        char *clean = lab_malloc(3 * comp[i].len + 1);
+        size_t cl = metrics_utf8_sanitize(comp[i].text, comp[i].len, clean);
+        clean[cl] = '\0';
+        free(comp[i].text);
+        comp[i].text = clean;
+        comp[i].len = cl;
         text[i] = comp[i].text;
         ntok[i] = comp[i].n_tokens;
         why[i] = stop_reason_name(comp[i].stop);
@@ -321,7 +171,10 @@ int main(int argc, char **argv) {
                         {"task_id", LAB_STR, tid, NULL},        {"completion", LAB_STR, text, NULL},
                         {"n_tokens", LAB_I64, ntok, "tokens"},  {"stop_reason", LAB_STR, why, NULL}};
     h5_table_write(w.file, "generations", (uint64_t)n, 6, cols);
-    h5_write_strings(w.file, "prompts", (const char *const *)pr.text, (uint64_t)pr.n);
+    const char **ptext = lab_malloc((size_t)pr.n * sizeof(char *));
+    for (size_t t = 0; t < pr.n; t++) ptext[t] = pr.t[t].prompt;
+    h5_write_strings(w.file, "prompts", ptext, (uint64_t)pr.n);
+    free(ptext);
     h5_attr_str(w.file, "model", model);
     h5_attr_str(w.file, "adapter", adapter ? adapter : "");
     h5_attr_str(w.file, "tokenizer", tokenizer);
@@ -353,13 +206,12 @@ int main(int argc, char **argv) {
             n, (long long)total_tokens, secs, secs > 0 ? total_tokens / secs : 0.0, out);
 
     for (int i = 0; i < n; i++) completion_free(&comp[i]);
-    for (int t = 0; t < pr.n; t++) {
-        free(pr.text[t]);
-        free(pr.task_id[t]);
+    for (size_t t = 0; t < pr.n; t++) {
         free(ids[t]);
         bpe_tokens_free(&enc[t]);
     }
-    free(pr.text); free(pr.task_id); free(ids); free(enc); free(req); free(comp);
+    taskset_free(&pr);
+    free(ids); free(enc); free(req); free(comp);
     free(task); free(sample); free(ntok); free(tid); free(text); free(why); free(joined);
     bpe_free(bpe);
     model_free(&m);

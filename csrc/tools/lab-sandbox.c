@@ -35,17 +35,9 @@ static void usage(void) {
 }
 
 static char *read_text(const char *path) {
-    FILE *f = lab_fopen(path, "rb");
-    size_t cap = 4096, n = 0;
-    char *buf = lab_malloc(cap);
-    for (size_t k; (k = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += k;
-        if (cap - n < 2) buf = lab_realloc(buf, cap *= 2);
-    }
-    if (ferror(f)) lab_die("cannot read %s", path);
-    fclose(f);
+    size_t n;
+    char *buf = lab_read_file(path, &n);
     if (memchr(buf, '\0', n)) lab_die("%s: expected Python text, found a NUL byte", path);
-    buf[n] = '\0';
     return buf;
 }
 
