@@ -25,10 +25,49 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "h5io.h"
 
 SandboxLimits sandbox_default_limits(void) {
     return (SandboxLimits){.cpu_s = 5, .wall_s = 10, .mem_bytes = 1ull << 30, .nproc = 32,
                            .fsize_bytes = 16ull << 20, .nofile = 64, .output_cap = 64 << 10};
+}
+
+int sandbox_limits_flag(SandboxLimits *lim, const char *f, const char *v) {
+    if (!strcmp(f, "--cpu")) lim->cpu_s = lab_parse_double(f, v, 1, 86400);
+    else if (!strcmp(f, "--wall")) lim->wall_s = lab_parse_double(f, v, 0.01, 86400);
+    else if (!strcmp(f, "--mem")) lim->mem_bytes = lab_parse_size(f, v);
+    else if (!strcmp(f, "--nproc")) lim->nproc = (uint64_t)lab_parse_int(f, v, 1, 1 << 20);
+    else if (!strcmp(f, "--fsize")) lim->fsize_bytes = lab_parse_size(f, v);
+    else if (!strcmp(f, "--nofile")) lim->nofile = (uint64_t)lab_parse_int(f, v, 4, 1 << 20);
+    else if (!strcmp(f, "--output-cap")) lim->output_cap = lab_parse_size(f, v);
+    else if (!strcmp(f, "--python")) lim->python = v;
+    else return 0;
+    return 1;
+}
+
+void sandbox_limits_help(const SandboxLimits *d, FILE *out) {
+    fprintf(out,
+            "  --cpu S           CPU seconds (default %g)\n"
+            "  --wall S          wall-clock seconds (default %g)\n"
+            "  --mem SIZE        address space, e.g. 512M (default %lluM)\n"
+            "  --nproc N         processes (default %llu)\n"
+            "  --fsize SIZE      largest file written (default %lluM)\n"
+            "  --nofile N        open files (default %llu)\n"
+            "  --output-cap SIZE stdout and stderr bytes kept, each (default %lluK)\n"
+            "  --python PATH     interpreter (default /usr/bin/python3)\n",
+            d->cpu_s, d->wall_s, (unsigned long long)(d->mem_bytes >> 20), (unsigned long long)d->nproc,
+            (unsigned long long)(d->fsize_bytes >> 20), (unsigned long long)d->nofile,
+            (unsigned long long)(d->output_cap >> 10));
+}
+
+void sandbox_limits_attrs(const SandboxLimits *lim, int64_t obj) {
+    h5_attr_f64(obj, "cpu_limit_s", lim->cpu_s);
+    h5_attr_f64(obj, "wall_limit_s", lim->wall_s);
+    h5_attr_i64(obj, "mem_limit_bytes", (int64_t)lim->mem_bytes);
+    h5_attr_i64(obj, "nproc_limit", (int64_t)lim->nproc);
+    h5_attr_i64(obj, "fsize_limit_bytes", (int64_t)lim->fsize_bytes);
+    h5_attr_i64(obj, "nofile_limit", (int64_t)lim->nofile);
+    h5_attr_i64(obj, "output_cap_bytes", (int64_t)lim->output_cap);
 }
 
 const char *sandbox_status_name(SandboxStatus s) {

@@ -36,6 +36,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SANDBOX_UID_BASE 2140000000u   // far above any account or systemd's dynamic users
 #define SANDBOX_UID_SLOTS 4096u
@@ -54,6 +55,15 @@ typedef struct {
 
 // cpu 5 s, wall 10 s, 1 GiB, 32 processes, 16 MiB files, 64 files, 64 KiB output
 SandboxLimits sandbox_default_limits(void);
+// The limit flags tools share: --cpu S, --wall S, --mem SIZE, --nproc N, --fsize SIZE, --nofile N,
+// --output-cap SIZE, --python PATH. Returns 1 when flag is one of them (value parsed into lim, dying
+// on a bad value), 0 otherwise.
+int sandbox_limits_flag(SandboxLimits *lim, const char *flag, const char *value);
+// The help lines for those flags, with lim's values as the defaults.
+void sandbox_limits_help(const SandboxLimits *lim, FILE *out);
+// Records the limits as attributes of obj (an HDF5 file or group): cpu_limit_s, wall_limit_s,
+// mem_limit_bytes, nproc_limit, fsize_limit_bytes, nofile_limit, output_cap_bytes.
+void sandbox_limits_attrs(const SandboxLimits *lim, int64_t obj);
 
 typedef enum { SANDBOX_PASSED, SANDBOX_FAILED, SANDBOX_TIMEOUT, SANDBOX_ERROR } SandboxStatus;
 const char *sandbox_status_name(SandboxStatus s);   // "passed", ...

@@ -199,6 +199,41 @@ void taskset_free(TaskSet *ts) {
     memset(ts, 0, sizeof *ts);
 }
 
+static void json_put_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        default:
+            if (*c < 0x20) fprintf(f, "\\u%04x", *c);
+            else fputc(*c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void task_write_json(FILE *f, const Task *t) {
+    int first = 1;
+    for (int k = 0; k < 5; k++) {
+        const char *v = *task_field((Task *)t, k);
+        if (!v) continue;
+        fprintf(f, "%s\"%s\": ", first ? "{" : ", ", STRING_KEYS[k]);
+        json_put_string(f, v);
+        first = 0;
+    }
+    if (t->difficulty) fprintf(f, "%s\"difficulty\": %d", first ? "{" : ", ", t->difficulty), first = 0;
+    if (t->package) {
+        fprintf(f, "%s\"package\": ", first ? "{" : ", ");
+        json_put_string(f, t->package);
+        first = 0;
+    }
+    fputs(first ? "{}\n" : "}\n", f);
+}
+
 // ---------------------------------------------------------------------------------------------
 // harness programs
 

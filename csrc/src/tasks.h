@@ -13,6 +13,7 @@
 // and it passes when python exits 0 (the sandbox's "passed").
 #pragma once
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     char *task_id, *prompt, *entry_point, *canonical_solution, *test, *package;  // NULL when absent
@@ -31,6 +32,10 @@ enum { TASK_NEED_PROMPT = 1, TASK_NEED_ENTRY = 2, TASK_NEED_TEST = 4, TASK_NEED_
 // type, a missing needed field, a duplicate task_id, or a file with no task.
 void taskset_load(TaskSet *ts, const char *path, unsigned need);
 void taskset_free(TaskSet *ts);
+
+// Writes t as one JSON line (keys in the order task_id, prompt, entry_point, canonical_solution,
+// test, difficulty, package; absent ones left out; non-ASCII UTF-8 kept as is).
+void task_write_json(FILE *f, const Task *t);
 
 // The harness program for `completion` of task t (malloc'd, NUL-terminated).
 char *task_program(const Task *t, const char *completion);

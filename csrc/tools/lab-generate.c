@@ -36,14 +36,32 @@ static void usage(void) {
         "  --batch B           sequences decoded together\n"
         "\n"
         "A completion stops (stop_reason) at eot; at a stop string ('stop': cut before it; default\n"
-        "\\ndef \\nclass \\nif \\nprint \\n#, replaced by the --stop flags, none with --no-stops); when a\n"
-        "line dedents below the body's first line ('dedent': cut before that line's '\\n'; off with\n"
-        "--no-dedent); after --max-new-tokens ('max_tokens'); or when the model's context is full\n"
-        "('context'). n_tokens counts every token sampled, the stopping one included.\n");
+        "\\ndef \\nclass \\nif \\nprint \\n#, replaced by the --stop flags, which read the escapes\n"
+        "\\n \\t \\\\; none with --no-stops); when a line dedents below the body's first line\n"
+        "('dedent': cut before that line's '\\n'; off with --no-dedent); after --max-new-tokens\n"
+        "('max_tokens'); or when the model's context is full ('context'). n_tokens counts every\n"
+        "token sampled, the stopping one included.\n");
 }
 
 // ---------------------------------------------------------------------------------------------
 // main
+
+// A --stop value with the escapes \n, \t and \\ turned into their bytes (a newline is awkward to
+// pass through a shell and a Snakefile). Dies on any other escape and on an empty result.
+static const char *unescape_stop(const char *v) {
+    char *s = lab_malloc(strlen(v) + 1), *o = s;
+    for (const char *c = v; *c; c++) {
+        if (*c != '\\') { *o++ = *c; continue; }
+        c++;
+        if (*c == 'n') *o++ = '\n';
+        else if (*c == 't') *o++ = '\t';
+        else if (*c == '\\') *o++ = '\\';
+        else lab_die("--stop '%s': expected the escapes \\n, \\t or \\\\ only, found '\\%c'", v, *c ? *c : ' ');
+    }
+    *o = '\0';
+    if (!*s) lab_die("--stop: expected a non-empty string, found ''");
+    return s;
+}
 
 int main(int argc, char **argv) {
     lab_init("lab-generate", argc, argv);
@@ -78,8 +96,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "--config-sha256")) lab_set_config_sha256(v);
         else if (!strcmp(f, "--stop")) {
             if (n_stops == MAX_STOPS) lab_die("--stop: expected at most %d stop strings, found more", MAX_STOPS);
-            if (!*v) lab_die("--stop: expected a non-empty string, found ''");
-            stops[n_stops++] = v;
+            stops[n_stops++] = unescape_stop(v);
         } else lab_die("unknown flag '%s' (see --help)", f);
     }
     if (!model || !tokenizer || !out) lab_die("expected --model, --tokenizer and --out (see --help)");

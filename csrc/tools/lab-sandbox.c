@@ -19,19 +19,9 @@ static void usage(void) {
            "status: passed (exit 0), failed (AssertionError), timeout (wall clock), error (else).\n"
            "\n"
            "  --out PATH        results file (required)\n"
-           "  --workers N       candidates at once (default 1)\n"
-           "  --cpu S           CPU seconds (default %g)\n"
-           "  --wall S          wall-clock seconds (default %g)\n"
-           "  --mem SIZE        address space, e.g. 512M (default %lluM)\n"
-           "  --nproc N         processes (default %llu)\n"
-           "  --fsize SIZE      largest file written (default %lluM)\n"
-           "  --nofile N        open files (default %llu)\n"
-           "  --output-cap SIZE stdout and stderr bytes kept, each (default %lluK)\n"
-           "  --python PATH     interpreter (default /usr/bin/python3)\n"
-           "  --help            this text\n",
-           d.cpu_s, d.wall_s, (unsigned long long)(d.mem_bytes >> 20), (unsigned long long)d.nproc,
-           (unsigned long long)(d.fsize_bytes >> 20), (unsigned long long)d.nofile,
-           (unsigned long long)(d.output_cap >> 10));
+           "  --workers N       candidates at once (default 1)\n");
+    sandbox_limits_help(&d, stdout);
+    printf("  --help            this text\n");
 }
 
 static char *read_text(const char *path) {
@@ -58,14 +48,7 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(a, "--out")) out_path = v;
         else if (!strcmp(a, "--workers")) workers = (int)lab_parse_int(a, v, 1, 1024);
-        else if (!strcmp(a, "--cpu")) lim.cpu_s = lab_parse_double(a, v, 1, 86400);
-        else if (!strcmp(a, "--wall")) lim.wall_s = lab_parse_double(a, v, 0.01, 86400);
-        else if (!strcmp(a, "--mem")) lim.mem_bytes = lab_parse_size(a, v);
-        else if (!strcmp(a, "--nproc")) lim.nproc = (uint64_t)lab_parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--fsize")) lim.fsize_bytes = lab_parse_size(a, v);
-        else if (!strcmp(a, "--nofile")) lim.nofile = (uint64_t)lab_parse_int(a, v, 4, 1 << 20);
-        else if (!strcmp(a, "--output-cap")) lim.output_cap = lab_parse_size(a, v);
-        else if (!strcmp(a, "--python")) lim.python = v;
+        else if (sandbox_limits_flag(&lim, a, v)) continue;
         else lab_die("unknown flag '%s' (see --help)", a);
     }
     if (!out_path) lab_die("expected --out RESULTS.h5 (see --help)");
@@ -116,13 +99,7 @@ int main(int argc, char **argv) {
         {"stderr_bytes", LAB_U64, eb, "bytes"},
     };
     h5_table_write(w.file, "results", n, (int)(sizeof cols / sizeof cols[0]), cols);
-    h5_attr_f64(w.file, "cpu_limit_s", lim.cpu_s);
-    h5_attr_f64(w.file, "wall_limit_s", lim.wall_s);
-    h5_attr_i64(w.file, "mem_limit_bytes", (int64_t)lim.mem_bytes);
-    h5_attr_i64(w.file, "nproc_limit", (int64_t)lim.nproc);
-    h5_attr_i64(w.file, "fsize_limit_bytes", (int64_t)lim.fsize_bytes);
-    h5_attr_i64(w.file, "nofile_limit", (int64_t)lim.nofile);
-    h5_attr_i64(w.file, "output_cap_bytes", (int64_t)lim.output_cap);
+    sandbox_limits_attrs(&lim, w.file);
     h5_attr_i64(w.file, "workers", workers);
     h5_finish(&w);
 
