@@ -35,6 +35,9 @@ static void usage(void) {
         "                      so the results do not depend on --batch (up to float rounding)\n"
         "  --batch B           sequences decoded together\n"
         "\n"
+        "A prompt longer than the model's context less --max-new-tokens (but at least half the\n"
+        "context) keeps its last tokens: /prompt_tokens_dropped says how many each lost.\n"
+        "\n"
         "A completion stops (stop_reason) at eot; at a stop string ('stop': cut before it; default\n"
         "\\ndef \\nclass \\nif \\nprint \\n#, replaced by the --stop flags, which read the escapes\n"
         "\\n \\t \\\\; none with --no-stops); when a line dedents below the body's first line\n"
@@ -135,15 +138,25 @@ int main(int argc, char **argv) {
     gc.eot = bpe->eot;
 
     BpeTokens *enc = lab_calloc(pr.n, sizeof(BpeTokens));
+    // room for a prompt: the context less max_new_tokens, but never less than half of it
+    int T = m.cfg.max_seq_len;
+    size_t room = (size_t)(T - gc.max_new_tokens > T / 2 ? T - gc.max_new_tokens : T / 2);
+    int64_t *dropped = lab_calloc(pr.n, sizeof(int64_t));
+    size_t n_cut = 0;
     int32_t **ids = lab_malloc((size_t)pr.n * sizeof(int32_t *));
     for (size_t t = 0; t < pr.n; t++) {
         size_t tl = strlen(pr.t[t].prompt);
         bpe_encode(bpe, NULL, (const uint8_t *)pr.t[t].prompt, tl, &enc[t]);
-        if (enc[t].n < 1 || enc[t].n >= (size_t)m.cfg.max_seq_len)
-            lab_die("%s: prompt %zu (%s) has %zu tokens: expected 1 to %d (%s's max_seq_len less one)",
-                    prompt_file ? prompt_file : jsonl, t, pr.t[t].task_id, enc[t].n, m.cfg.max_seq_len - 1, model);
-        ids[t] = lab_malloc(enc[t].n * sizeof(int32_t));
-        for (size_t k = 0; k < enc[t].n; k++) ids[t][k] = (int32_t)enc[t].ids[k];
+        if (enc[t].n < 1)
+            lab_die("%s: prompt %zu (%s): expected at least one token, found an empty prompt",
+                    prompt_file ? prompt_file : jsonl, t, pr.t[t].task_id);
+        // a prompt too long for the context keeps its end (what the completion continues)
+        size_t keep = enc[t].n < room ? enc[t].n : room;
+        dropped[t] = (int64_t)(enc[t].n - keep);
+        n_cut += dropped[t] > 0;
+        ids[t] = lab_malloc(keep * sizeof(int32_t));
+        for (size_t k = 0; k < keep; k++) ids[t][k] = (int32_t)enc[t].ids[enc[t].n - keep + k];
+        enc[t].n = keep;
     }
     int n = (int)pr.n * n_samples;
     GenRequest *req = lab_malloc((size_t)n * sizeof(GenRequest));
@@ -192,6 +205,9 @@ int main(int argc, char **argv) {
     for (size_t t = 0; t < pr.n; t++) ptext[t] = pr.t[t].prompt;
     h5_write_strings(w.file, "prompts", ptext, (uint64_t)pr.n);
     free(ptext);
+    uint64_t np = pr.n;
+    h5_write(w.file, "prompt_tokens_dropped", LAB_I64, dropped, 1, &np, "tokens");
+    h5_attr_i64(w.file, "prompt_room_tokens", (int64_t)room);
     h5_attr_str(w.file, "model", model);
     h5_attr_str(w.file, "adapter", adapter ? adapter : "");
     h5_attr_str(w.file, "tokenizer", tokenizer);
@@ -219,6 +235,9 @@ int main(int argc, char **argv) {
             if (n > 1) printf("\n");
         }
     fflush(stdout);
+    if (n_cut)
+        fprintf(stderr, "lab-generate: %zu prompts longer than %zu tokens kept their last %zu tokens (see /prompt_tokens_dropped)\n",
+                n_cut, room, room);
     fprintf(stderr, "lab-generate: %d completions, %lld tokens in %.2f s (%.1f tokens/s, prefill included); wrote %s\n",
             n, (long long)total_tokens, secs, secs > 0 ? total_tokens / secs : 0.0, out);
 
@@ -228,7 +247,7 @@ int main(int argc, char **argv) {
         bpe_tokens_free(&enc[t]);
     }
     taskset_free(&pr);
-    free(ids); free(enc); free(req); free(comp);
+    free(ids); free(dropped); free(enc); free(req); free(comp);
     free(task); free(sample); free(ntok); free(tid); free(text); free(why); free(joined);
     bpe_free(bpe);
     model_free(&m);

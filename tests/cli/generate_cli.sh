@@ -67,6 +67,22 @@ if [ -n "$first" ] && [ "$first" != "-" ]; then
   pass "a stop string is cut off with what follows"
 fi
 
+# a prompt longer than the context keeps its last tokens and says so (ctx 32, 8 new tokens: 24 kept)
+for i in $(seq 1 40); do printf 'x%d = %d\n' "$i" "$i"; done >long.py
+$GEN --prompt-file long.py --max-new-tokens 8 --out long.h5 >/dev/null 2>long.log || fail "long prompt: $(cat long.log)"
+grep -q "kept their last 24 tokens" long.log || fail "long prompt: expected a note on stderr, found: $(cat long.log)"
+"$PY" - <<'EOF' || fail "long prompt: the generations file"
+import h5py
+f = h5py.File("long.h5")
+assert f.attrs["prompt_room_tokens"] == 24
+assert f["prompt_tokens_dropped"][0] > 0
+assert f["generations/n_tokens"][0] <= 8
+EOF
+pass "a long prompt keeps its end"
+printf '{"task_id": "E", "prompt": ""}\n' >empty.jsonl
+expect_error "empty prompt" "empty.jsonl" "expected at least one token" -- $GEN --prompts-jsonl empty.jsonl --out x.h5
+expect_error "bad --stop escape" "--stop" "expected the escapes" -- $GEN --prompt-file p.py --stop 'a\qb' --out x.h5
+
 expect_error "no model" "--model" "expected --model" -- "$LAB_BIN/lab-generate" --tokenizer tokenizer.h5 --prompt-file p.py --out x.h5
 expect_error "two prompt sources" "--prompts-jsonl" "exactly one of" -- $GEN --prompt-file p.py --prompts-jsonl tasks.jsonl --out x.h5
 printf '{"task_id": "A", "prompt": "x\\q"}\n' >bad.jsonl
