@@ -1,7 +1,8 @@
 // lab-train: pretraining (all weights, random init), full fine-tuning (all weights, from a base)
-// and LoRA fine-tuning (base frozen) on a
-// tokens.h5 split, with AdamW, warmup + cosine, clipping, gradient accumulation, validation,
-// atomic periodic checkpoints and --resume that continues bit for bit.
+// and LoRA fine-tuning (base frozen) on a tokens.h5 split (windows of the token stream, or, for a
+// pairs file, one prompt + completion per row with the loss on the completion only), with AdamW,
+// warmup + cosine, clipping, gradient accumulation, validation, atomic periodic checkpoints and
+// --resume that continues bit for bit.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ static void usage(void) {
         "the sha256 of its parameters); lab-merge folds one into a full checkpoint.\n"
         "\n"
         "data\n"
-        "  --tokens PATH          tokens.h5 from lab-tokenizer encode\n"
+        "  --tokens PATH          tokens.h5 from lab-tokenizer encode or encode-pairs\n"
         "  --train-split NAME     split to train on (train)\n"
         "  --val-split NAME       split to validate on, or 'none' (val)\n"
         "  --batch B              sequences per micro-batch (8)\n"
@@ -38,6 +39,11 @@ static void usage(void) {
         "  --seed S               initialisation, data order and dropout masks (1). Row b of\n"
         "                         micro-batch k of step s starts at a position drawn from\n"
         "                         (S, s, k, b) alone, so a resumed run sees the same data\n"
+        "  A split of a pairs file (lab-tokenizer encode-pairs) is read a pair per row instead: row\n"
+        "  b holds the pair drawn from (S, s, k, b), from its start, padded with eot, and only its\n"
+        "  completion and final eot are targets (the prompt is context). Validation takes pairs\n"
+        "  evenly spaced over the split (each pair once when --val-batches x --batch is the\n"
+        "  split's pair count). Losses are means over the scored targets\n"
         "model (pretrain; lora and full take the base's)\n"
         "  --dim C (256)  --layers L (4)  --heads NH (4)  --kv-heads NKV (NH)  --ctx T_max (256)\n"
         "  --ffn F (8C/3 rounded up to a multiple of 32)  --rope-theta (10000)  --norm-eps (1e-5)\n"
@@ -166,15 +172,27 @@ static Args parse_args(int argc, char **argv) {
 
 // ---------------------------------------------------------------------------------------------
 
+static int64_t count_scored(const int32_t *tgt, size_t n) {
+    int64_t k = 0;
+    for (size_t i = 0; i < n; i++) k += tgt[i] >= 0;
+    return k;
+}
+
+// The mean loss over every scored target of the validation batches (model_forward returns each
+// batch's mean over its own scored targets; pairs batches score different numbers of them).
 static double val_loss(Model *m, const TokenSplit *val, int n_batches, int B, int T, int32_t *in,
                        int32_t *tgt) {
     m->training = 0;
     double sum = 0;
+    int64_t scored = 0;
     for (int i = 0; i < n_batches; i++) {
-        tokens_val_batch(val, i, n_batches, B, T, in, tgt);
-        sum += model_forward(m, in, tgt, B, T);
+        if (val->doc_prompt_tokens) tokens_pairs_val_batch(val, i, n_batches, B, T, in, tgt);
+        else tokens_val_batch(val, i, n_batches, B, T, in, tgt);
+        int64_t k = count_scored(tgt, (size_t)B * T);
+        sum += (double)model_forward(m, in, tgt, B, T) * (double)k;
+        scored += k;
     }
-    return sum / n_batches;
+    return sum / (double)scored;
 }
 
 // Marks the 2-D weight matrices of the full model as decaying (everything but the norm gains).
@@ -288,12 +306,19 @@ int main(int argc, char **argv) {
            a.mode, m.num_params, n, B, T, K, (long long)a.steps, lab_threads(), lab_blas_core());
     if (lora) printf("lora: targets %s, rank %d, alpha %g, dropout %g\n", lora_format_targets(m.lora->cfg.targets),
                      m.lora->cfg.rank, m.lora->cfg.alpha, m.lora->cfg.dropout);
-    if (have_val)
+    if (train.doc_prompt_tokens)
+        printf("train split '%s': loss on completions only: %llu pairs, %llu scored tokens in rows of %d\n",
+               a.train_split, (unsigned long long)train.n_docs, (unsigned long long)tokens_pairs_check(&train, T), T);
+    if (have_val && val.doc_prompt_tokens)
+        printf("val split '%s': loss on completions only: %llu pairs, %llu scored tokens in rows of %d\n",
+               a.val_split, (unsigned long long)val.n_docs, (unsigned long long)tokens_pairs_check(&val, T), T);
+    else if (have_val)
         printf("val split '%s': %llu tokens, unigram entropy %.4f nats/token (the loss of a model that "
                "knows only token frequencies)\n", a.val_split, (unsigned long long)val.n_tokens,
                tokens_unigram_entropy(&val));
 
     size_t BT = (size_t)B * T;
+    int pairs = train.doc_prompt_tokens != NULL;
     int32_t *in = lab_malloc(BT * sizeof(int32_t)), *tgt = lab_malloc(BT * sizeof(int32_t));
     int64_t start_step = opt.step;
     double t_run = lab_now(), train_s = 0, interval_s = 0, interval_loss = 0;
@@ -301,16 +326,28 @@ int main(int argc, char **argv) {
     for (int64_t step = start_step; step < a.steps; step++) {
         double t0 = lab_now();
         model_zero_grad(&m);
-        double loss = 0;
+        // The step's loss is the mean over all its scored targets, and its gradient that mean's.
+        // model_backward adds the gradient of one micro-batch's own mean: its summed loss over its
+        // n_k scored targets. So the accumulated gradient is kept as that of (the summed loss so
+        // far) / n_k: before micro-batch k adds its own, it is rescaled by n_{k-1} / n_k, and at
+        // the end by n_{K-1} / (n_0 + ... + n_{K-1}). Windows of a tokens file score B*T targets
+        // in every micro-batch: no rescale, and the end factor is 1/K (exactly, while K*B*T < 2^24).
+        double loss_sum = 0;
+        int64_t scored = 0, prev = 0;
         for (int k = 0; k < K; k++) {
-            tokens_train_batch(&train, a.seed, step, k, B, T, in, tgt);
+            if (pairs) tokens_pairs_train_batch(&train, a.seed, step, k, B, T, in, tgt);
+            else tokens_train_batch(&train, a.seed, step, k, B, T, in, tgt);
+            int64_t nk = count_scored(tgt, BT);
+            if (prev && nk != prev) optim_scale_and_clip(grads, n, (float)((double)prev / (double)nk), 0);
             m.training = 1;
             m.dropout_seed = lab_hash64(lab_hash64(a.seed ^ 0xd50f) ^ (uint64_t)(step * K + k));
-            loss += model_forward(&m, in, tgt, B, T);
+            loss_sum += (double)model_forward(&m, in, tgt, B, T) * (double)nk;
             model_backward(&m);
+            scored += nk;
+            prev = nk;
         }
-        loss /= K;
-        double norm = optim_scale_and_clip(grads, n, 1.0f / (float)K, a.oc.grad_clip);
+        double loss = loss_sum / (double)scored;
+        double norm = optim_scale_and_clip(grads, n, (float)prev / (float)scored, a.oc.grad_clip);
         if (!isfinite(loss) || !isfinite(norm))
             lab_die("step %lld: training diverged: loss %g, gradient norm %g (expected finite "
                     "values); try a lower --lr (now %g)", (long long)step + 1, loss, norm, a.oc.lr);
