@@ -17,6 +17,7 @@ include: "workflows/common.smk"
 include: "workflows/data.smk"
 include: "workflows/train.smk"
 include: "workflows/eval.smk"
+include: "workflows/code_eval.smk"
 include: "workflows/figures.smk"
 include: "workflows/papers.smk"
 

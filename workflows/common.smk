@@ -67,7 +67,7 @@ envvars:
 MACHINE_CPUS = len(os.sched_getaffinity(0))
 JOB_THREADS = max(config["threads"], -(-workflow.cores // max(1, MACHINE_CPUS // config["threads"])))
 
-TOOL_NAMES = ["corpus", "tokenizer", "train", "merge", "eval", "export", "inspect"]
+TOOL_NAMES = ["corpus", "tokenizer", "train", "merge", "eval", "export", "inspect", "generate", "sandbox"]
 TOOL = {name: f"build/lab-{name}" for name in TOOL_NAMES}
 
 
@@ -113,7 +113,8 @@ def model_flags():
 
 
 def optim_flags(section, lr=None):
-    t = config[section]
+    """Optimizer flags from a config section: its name ("pretrain") or the mapping itself."""
+    t = config[section] if isinstance(section, str) else section
     return (f"--steps {t['steps']} --batch {t['batch']} --accum {t['accum']}"
             f" --lr {lr if lr is not None else t['lr']} --lr-min {t['lr_min']} --warmup {t['warmup']}"
             f" --weight-decay {t['weight_decay']} --grad-clip {t['grad_clip']}"
@@ -122,6 +123,8 @@ def optim_flags(section, lr=None):
 
 
 def eval_model_args(wc):
+    if wc.model == "pairs":
+        return {"model": rules.pretrain.output.model, "adapter": rules.finetune_pairs.output.adapter}
     if wc.model == "lora":
         return {"model": rules.pretrain.output.model, "adapter": rules.finetune_lora.output.adapter}
     if wc.model == "full":

@@ -13,6 +13,11 @@ TABLES = {
 for _m in MODELS:
     for _s in SPLITS:
         TABLES[f"ppl_{_m}_{_s}"] = (f"{D}/ppl/{_m}_{_s}.h5", "by_package")
+for _m in CE_MODELS:
+    for _s in TASK_SETS:
+        TABLES[f"func_{_m}_{_s}"] = (f"{CED}/func/{_m}_{_s}.h5", "tasks")
+    for _s in EDIT_SETS:
+        TABLES[f"edit_{_m}_{_s}"] = (f"{CED}/edit/{_m}_{_s}.h5", "samples")
 
 # figure -> the TSVs its script takes, in the order of its arguments
 FIGURE_INPUTS = {
@@ -22,6 +27,9 @@ FIGURE_INPUTS = {
                        "ppl_base_val", "ppl_lora_val", "ppl_full_val"],
     "corpus_filters": ["corpus_filters"],
     "corpus_packages": ["corpus_packages"],
+    "pass_at_k": ["func_base_lab", "func_pairs_lab", "func_base_mined", "func_pairs_mined"],
+    "pass_by_difficulty": ["func_base_lab", "func_pairs_lab"],
+    "edit_similarity": ["edit_base_body", "edit_pairs_body", "edit_base_next_line", "edit_pairs_next_line"],
 }
 FIGURES = list(FIGURE_INPUTS)
 

@@ -1,7 +1,7 @@
 # Reports: papers/<study>/report.md rendered from papers/<study>/template.md and the run's HDF5
 # files by workflows/scripts/render_report.py; every number comes from the data, and every figure
 # carries a provenance block (rule, commands, git commit, sha256 of its inputs).
-REPORT_H5 = {
+LORA_VS_FULL_H5 = {
     "corpus": rules.corpus.output.corpus,
     "tokens": rules.tokens.output[0],
     "base": rules.pretrain.output.model,
@@ -13,9 +13,33 @@ REPORT_H5 = {
 }
 for _m in MODELS:
     for _s in SPLITS:
-        REPORT_H5[f"ppl_{_m}_{_s}"] = f"{D}/ppl/{_m}_{_s}.h5"
+        LORA_VS_FULL_H5[f"ppl_{_m}_{_s}"] = f"{D}/ppl/{_m}_{_s}.h5"
 
-REPORTS = ["papers/lora_vs_full/report.md"]
+CODE_EVAL_H5 = {
+    "corpus": rules.corpus.output.corpus,
+    "base": rules.pretrain.output.model,
+    "pairs": rules.encode_pairs.output[0],
+    "adapter": rules.finetune_pairs.output.adapter,
+    "pairs_log": rules.finetune_pairs.output.log,
+    "lab_check": rules.check_lab_tasks.output[0],
+    "mined_check": rules.check_mined_tasks.output.check,
+}
+for _m in CE_MODELS:
+    for _s in ["test", "heldout"]:
+        CODE_EVAL_H5[f"ppl_{_m}_{_s}"] = f"{D}/ppl/{_m}_{_s}.h5"
+    for _s in TASK_SETS:
+        CODE_EVAL_H5[f"func_{_m}_{_s}"] = f"{CED}/func/{_m}_{_s}.h5"
+        CODE_EVAL_H5[f"gen_{_m}_{_s}"] = f"{CED}/gen/{_m}_{_s}.h5"
+    for _s in EDIT_SETS:
+        CODE_EVAL_H5[f"edit_{_m}_{_s}"] = f"{CED}/edit/{_m}_{_s}.h5"
+
+# study -> the HDF5 files its template reads and the figures it shows
+STUDIES = {
+    "lora_vs_full": (LORA_VS_FULL_H5, ["pretrain_loss", "finetune_loss", "ppl_by_package",
+                                       "corpus_filters", "corpus_packages"]),
+    "code_eval": (CODE_EVAL_H5, ["pass_at_k", "pass_by_difficulty", "edit_similarity"]),
+}
+REPORTS = [f"papers/{study}/report.md" for study in STUDIES]
 
 
 rule figure_provenance:
@@ -35,17 +59,17 @@ rule report:
         script="workflows/scripts/render_report.py",
         template="papers/{study}/template.md",
         provenance=rules.figure_provenance.output[0],
-        h5=list(REPORT_H5.values()),
-        figures=expand("figures/{name}.{ext}", name=FIGURES, ext=["png", "pdf"]),
+        h5=lambda wc: list(STUDIES[wc.study][0].values()),
+        figures=lambda wc: expand("figures/{name}.{ext}", name=STUDIES[wc.study][1], ext=["png", "pdf"]),
     output:
         "papers/{study}/report.md",
     log:
         f"{D}/logs/report_{{study}}.log",
     wildcard_constraints:
-        study="lora_vs_full",
+        study="|".join(STUDIES),
     params:
-        h5=" ".join(f"--h5 {k}={v}" for k, v in REPORT_H5.items()),
-        figures=" ".join(f"--figure {n}=figures/{n}" for n in FIGURES),
+        h5=lambda wc: " ".join(f"--h5 {k}={v}" for k, v in STUDIES[wc.study][0].items()),
+        figures=lambda wc: " ".join(f"--figure {n}=figures/{n}" for n in STUDIES[wc.study][1]),
         python=sys.executable,
         run=RUN,
     threads: 1

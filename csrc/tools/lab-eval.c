@@ -378,7 +378,6 @@ static int cmd_func(int argc, char **argv) {
     int64_t *n = lab_calloc(ts.n, sizeof(int64_t)), *c = lab_calloc(ts.n, sizeof(int64_t));
     const char **status = lab_malloc((g.n ? g.n : 1) * sizeof(char *)), **reason = lab_malloc((g.n ? g.n : 1) * sizeof(char *));
     int64_t *task_col = lab_malloc((g.n ? g.n : 1) * sizeof(int64_t));
-    double *wall = lab_malloc((g.n ? g.n : 1) * sizeof(double));
     uint64_t counts[4] = {0};
     for (uint64_t i = 0; i < g.n; i++) {
         n[g.task[i]]++;
@@ -387,7 +386,6 @@ static int cmd_func(int argc, char **argv) {
         status[i] = sandbox_status_name(res[i].status);
         reason[i] = res[i].reason;
         task_col[i] = (int64_t)g.task[i];
-        wall[i] = res[i].wall_s;
     }
     char summary[160];
     snprintf(summary, sizeof summary, "%llu passed, %llu failed, %llu timeout, %llu error", (unsigned long long)counts[0],
@@ -411,8 +409,9 @@ static int cmd_func(int argc, char **argv) {
     H5Writer w = h5_create(out, "codelm-lab/func/1");
     H5Column scols[] = {{"task", LAB_I64, task_col, NULL},      {"task_id", LAB_STR, g.task_id, NULL},
                         {"sample", LAB_I64, g.sample, NULL},    {"status", LAB_STR, status, NULL},
-                        {"reason", LAB_STR, reason, NULL},      {"wall_s", LAB_F64, wall, "s"}};
-    h5_table_write(w.file, "samples", g.n, 6, scols);
+                        {"reason", LAB_STR, reason, NULL}};
+    // no wall times: the file must be the same bytes on a rebuild (lab-sandbox keeps them)
+    h5_table_write(w.file, "samples", g.n, 5, scols);
     H5Column tcols[] = {{"task_id", LAB_STR, tid, NULL},     {"difficulty", LAB_I64, diff, NULL},
                         {"package", LAB_STR, pkg, NULL},     {"n", LAB_I64, n, "samples"},
                         {"c", LAB_I64, c, "samples"},        {"pass_at_1", LAB_F64, pk[0], NULL},
@@ -450,7 +449,7 @@ static int cmd_func(int argc, char **argv) {
         sandbox_result_free(&res[i]);
     }
     for (int k = 0; k < METRICS_N_PASS_K; k++) free(pk[k]);
-    free(programs); free(res); free(n); free(c); free(status); free(reason); free(task_col); free(wall);
+    free(programs); free(res); free(n); free(c); free(status); free(reason); free(task_col);
     free(tid); free(pkg); free(diff);
     generations_free(&g);
     taskset_free(&ts);

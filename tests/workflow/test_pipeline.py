@@ -40,6 +40,8 @@ def copy_project(dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
     # the downloaded .debs are a cache shared by runs: reuse the repository's when it has one
     (dest / "data").mkdir()
+    # the task sets the project writes are inputs in git under data/tasks
+    shutil.copytree(REPO / "data" / "tasks", dest / "data" / "tasks")
     debs = REPO / "data" / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     (dest / "data" / "debs").symlink_to(debs)
@@ -58,6 +60,7 @@ def outputs(root: Path) -> dict:
     """Every artifact of the run: HDF5 files, figures, TSVs, and the report."""
     files = sorted((root / "data" / "tiny").rglob("*.h5")) + sorted((root / "figures").glob("*.p[dn][fg]"))
     files += sorted((root / "data" / "tiny" / "tsv").glob("*.tsv")) + sorted((root / "papers").rglob("report.md"))
+    files += sorted((root / "data" / "tiny").rglob("*.jsonl"))
     return {str(p.relative_to(root)): p.read_bytes() for p in files}
 
 
@@ -111,18 +114,29 @@ def test_second_run_is_a_no_op(run):
 
 def test_report_numbers_come_from_the_hdf5_files(run):
     root, _, files = run
-    reports = [k for k in files if k.endswith("report.md")]
-    assert reports, "no report"
-    text = files[reports[0]].decode()
-    assert "{{" not in text, "unfilled placeholder"
+    reports = sorted(k for k in files if k.endswith("report.md"))
+    assert reports == ["papers/code_eval/report.md", "papers/lora_vs_full/report.md"], reports
+    for rel in reports:
+        assert "{{" not in files[rel].decode(), f"{rel}: unfilled placeholder"
+    text = files["papers/lora_vs_full/report.md"].decode()
     # the headline perplexities, as the HDF5 files hold them
     for model in ("base", "lora", "full"):
         with h5py.File(root / "data/tiny/ppl" / f"{model}_test.h5") as f:
             ppl = float(f.attrs["perplexity"])
         assert f"{ppl:.3f}" in text, f"{model} test perplexity {ppl:.3f} not in the report"
-    # every figure is embedded, and each has a provenance block naming its inputs' sha256
+    # the evaluation study's headline numbers, as its HDF5 files hold them
+    code_eval = files["papers/code_eval/report.md"].decode()
+    for model in ("base", "pairs"):
+        with h5py.File(root / "data/tiny/code_eval/func" / f"{model}_lab.h5") as f:
+            p1 = float(f.attrs["pass_at_1"])
+        assert f"{p1:.2%}" in code_eval, f"{model} pass@1 {p1:.2%} not in the code_eval report"
+        with h5py.File(root / "data/tiny/code_eval/edit" / f"{model}_body.h5") as f:
+            es = float(f.attrs["es_chars"])
+        assert f"{es:.3f}" in code_eval, f"{model} edit similarity {es:.3f} not in the code_eval report"
+    # every figure is embedded in a report, and each has a provenance block naming its inputs' sha256
+    both = text + files["papers/code_eval/report.md"].decode()
     for png in (root / "figures").glob("*.png"):
-        assert f"figures/{png.name}" in text, png.name
+        assert f"figures/{png.name}" in both, png.name
     for tsv in (root / "data/tiny/tsv").glob("ppl_*_test.tsv"):
         assert hashlib.sha256(tsv.read_bytes()).hexdigest() in text, f"sha256 of {tsv.name}"
 

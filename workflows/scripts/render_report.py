@@ -29,6 +29,8 @@ EXPR (numbers, and arrays element-wise, as numpy does):
   same(X, Y, ...)      X, after checking that every array equals it (e.g. package columns)
   join(X)              the elements of X as text, joined by ", "
   compare(A, B)        "lower than", "the same as" or "higher than" (A against B)
+  reported(X)          X, or the text "not reported" when X is NaN (a value that is undefined by
+                       design, such as pass@k with fewer than k samples; NaN elsewhere stops the run)
 
 --provenance FILE.json maps figure names to how they were made (several files are merged):
   {"pretrain_loss": {"rule": "figure_pretrain_loss",
@@ -277,6 +279,16 @@ def fn_compare(a, b):
     return "lower than" if a < b else "higher than" if a > b else "the same as"
 
 
+class NotReported:
+    """reported()'s result for a NaN: printed as "not reported" whatever the format spec."""
+
+
+def fn_reported(x):
+    if isinstance(x, (float, np.floating)) and math.isnan(x):
+        return NotReported()
+    return x
+
+
 def scalar_result(x):
     return x.item() if isinstance(x, np.generic) else x
 
@@ -297,6 +309,7 @@ FUNCTIONS = {
     "same": fn_same,
     "join": lambda x: ", ".join(text(v) for v in np.asarray(x).reshape(-1)),
     "compare": fn_compare,
+    "reported": fn_reported,
     "size": None,  # takes its NAME[PATH] unevaluated: handled in evaluate()
 }
 ARITY = {"where": 2, "compare": 2, "same": None}
@@ -347,6 +360,8 @@ def split_spec(src):
 
 
 def format_value(value, spec):
+    if isinstance(value, NotReported):
+        return "not reported"
     if isinstance(value, float) and math.isnan(value):
         raise RenderError("expected a number, found NaN")
     try:
