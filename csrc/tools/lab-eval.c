@@ -378,8 +378,12 @@ static int cmd_func(int argc, char **argv) {
     int64_t *n = lab_calloc(ts.n, sizeof(int64_t)), *c = lab_calloc(ts.n, sizeof(int64_t));
     const char **status = lab_malloc((g.n ? g.n : 1) * sizeof(char *)), **reason = lab_malloc((g.n ? g.n : 1) * sizeof(char *));
     int64_t *task_col = lab_malloc((g.n ? g.n : 1) * sizeof(int64_t));
-    uint64_t counts[4] = {0};
+    uint64_t counts[4] = {0}, n_syntax = 0;
     for (uint64_t i = 0; i < g.n; i++) {
+        // a finer signal than pass/fail for weak models: is the program even valid Python?
+        n_syntax += res[i].status == SANDBOX_ERROR &&
+                    (strstr(res[i].reason, "SyntaxError") || strstr(res[i].reason, "IndentationError") ||
+                     strstr(res[i].reason, "TabError"));
         n[g.task[i]]++;
         c[g.task[i]] += res[i].status == SANDBOX_PASSED;
         counts[res[i].status]++;
@@ -427,6 +431,7 @@ static int cmd_func(int argc, char **argv) {
     h5_attr_f64(w.file, "pass_at_100", mean[2]);
     const char *names[4] = {"n_passed", "n_failed", "n_timeout", "n_error"};
     for (int i = 0; i < 4; i++) h5_attr_i64(w.file, names[i], (int64_t)counts[i]);
+    h5_attr_i64(w.file, "n_syntax_error", (int64_t)n_syntax);
     h5_attr_str(w.file, "network", any_netns_missing(res, g.n) ? "none" : "netns");
     sandbox_limits_attrs(&lim, w.file);
     h5_attr_i64(w.file, "workers", workers);
@@ -442,7 +447,7 @@ static int cmd_func(int argc, char **argv) {
         if (tasks_d) printf("difficulty %d (%s): %lld tasks, %lld/%lld samples passed\n", d, DIFFICULTY_NAME[d],
                             (long long)tasks_d, (long long)dc, (long long)dn);
     }
-    printf("samples: %s; wrote %s\n", summary, out);
+    printf("samples: %s (%llu of them not valid Python); wrote %s\n", summary, (unsigned long long)n_syntax, out);
 
     for (uint64_t i = 0; i < g.n; i++) {
         free(programs[i]);

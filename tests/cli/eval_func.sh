@@ -67,6 +67,7 @@ for i, c in enumerate([3, 1, 0]):
 assert math.isnan(t["pass_at_10"][0]) and math.isnan(f.attrs["pass_at_10"]), "n = 4 < 10: not reported"
 assert abs(f.attrs["pass_at_1"] - (0.75 + 0.25 + 0) / 3) < 1e-15
 assert f.attrs["n_passed"] == 4 and f.attrs["n_timeout"] == 1 and f.attrs["n_error"] == 3
+assert f.attrs["n_syntax_error"] == 1, "return x + (no operand) is the one syntax error"
 assert f.attrs["wall_limit_s"] == 3
 EOF_PY
 grep -q '^pass@1 0.3333' func.txt || fail "func summary: $(cat func.txt)"
