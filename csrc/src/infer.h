@@ -1,9 +1,17 @@
-// infer: generation on the CPU with a contiguous KV cache, sampling, and stop rules.
+// infer: generation on the CPU with a KV cache in one of three modes, sampling, and stop rules.
 //
 // An InferState runs the same math as model_forward (model.c) over a loaded Model's parameters
-// (host memory: the CPU backend; an adapter must be merged first with lora_merge), but keeps each
-// layer's keys and values, after RoPE, in a cache of shape (B, T_max, NKV, HD), so that a new token
-// costs one row through every layer instead of the whole sequence.
+// (host memory: the CPU backend; an adapter must be merged first with lora_merge). How it keeps
+// each layer's keys and values (after RoPE) is chosen at infer_init_ex:
+//   KV_NONE        no cache: each row keeps only its tokens, and every forward recomputes the keys
+//                  and values of the row's whole sequence so far (the cost a cache saves).
+//   KV_CONTIGUOUS  T_max positions reserved per row up front: (L, B, T_max, NKV*HD).
+//   KV_PAGED       a pool of fixed-size blocks (16 positions by default) and a block table per row,
+//                  as in PagedAttention (Kwon et al. 2023): a row takes a block when it grows into
+//                  it and gives its blocks back when reset, so only the last block is part-empty.
+// Keys and values are stored as fp32 or fp16 (round to nearest even; attention reads them back
+// as fp32). All three fp32 modes give the same logits up to float rounding (KV_NONE runs its
+// matmuls over more rows, which OpenBLAS may round differently); the tests hold them to 1e-5.
 //
 // Generation (infer_generate) prefills a batch of prompts of different lengths in one pass, then
 // decodes one token per unfinished row per step; a row whose completion stops takes the next request
@@ -36,30 +44,96 @@
 // ---------------------------------------------------------------------------------------------
 // the cached forward
 
+typedef enum { KV_NONE, KV_CONTIGUOUS, KV_PAGED } KvMode;
+typedef enum { KV_F32, KV_F16 } KvDtype;
+const char *kv_mode_name(KvMode m);     // "none", "contiguous", "paged"
+const char *kv_dtype_name(KvDtype t);   // "f32", "f16"
+int kv_mode_parse(const char *name, KvMode *out);    // 0, or -1 for an unknown name
+int kv_dtype_parse(const char *name, KvDtype *out);
+
+typedef struct {
+    KvMode mode;
+    KvDtype dtype;
+    int block_size;   // KV_PAGED: positions per block; 0: 16
+    int n_blocks;     // KV_PAGED: blocks in the pool; 0: B * ceil(T_max / block_size), enough for all rows full
+} InferOptions;
+
 typedef struct {
     const Model *m;
-    int B, T_max;          // rows of the cache, positions per row (<= cfg.max_seq_len)
+    int B, T_max;          // rows, positions per row (<= cfg.max_seq_len)
     int *len;              // (B) positions filled in each row
-    float *k_cache, *v_cache;  // (L, B, T_max, NKV*HD), keys after RoPE
+    InferOptions opt;      // as resolved by infer_init_ex (defaults filled in)
+    // Key and value storage, one pool each: L layers of n_blocks blocks of block_size positions of
+    // NKV*HD elements (elem_bytes each). KV_CONTIGUOUS is the case of one block of T_max per row,
+    // block b being row b's; KV_NONE keeps none between calls (its pool is per-call scratch).
+    size_t elem_bytes;
+    int block_size, n_blocks, max_blocks;   // max_blocks: a row's block-table width, ceil(T_max / block_size)
+    void *k_pool, *v_pool;
+    size_t pool_bytes;     // bytes of each of k_pool and v_pool
+    int *block_table;      // (B, max_blocks) physical block of each logical block of a row; -1: none
+    int *n_held;           // (B) blocks each row holds
+    int *promised;         // (B) blocks promised to each row by infer_admit
+    int *free_blocks;      // stack of the free block ids; n_free of them
+    int n_free;
+    int32_t *history;      // KV_NONE: (B, T_max) every token fed to each row
     float *rope_cos, *rope_sin;// (T_max, HD/2), from model_rope_tables
     // scratch for N rows at a time, grown on demand
-    int cap;
+    int cap, cap_out, threads;
     float *x, *xn, *rstd, *q, *k, *v, *ao, *proj, *gate, *up, *logits;
-    float *scores;         // (threads, T_max)
+    float *att_scratch;    // (threads, group*T_max scores + a chunk of converted keys or values)
+    // per entry: its position; KV_NONE also keeps there, after the N entries of the call, the
+    // entries it runs (the touched rows' history in front): position, pool row and token
+    int *pos, *vrow;
+    int32_t *vtok;
+    int *vtable;           // KV_NONE: (2B) the scratch pool's block table, then each row's pool row
+    int cap_entries, cap_vtable;
     float *row_logits;     // (B, V) infer_prefill's result
 } InferState;
 
+// infer_init: KV_CONTIGUOUS with fp32 keys and values. infer_init_ex: the mode, type and pool of
+// *opt (NULL: infer_init's); dies naming the field when an option is out of range.
 void infer_init(InferState *s, const Model *m, int B, int T_max);
-void infer_reset(InferState *s);   // empties every row of the cache
+void infer_init_ex(InferState *s, const Model *m, int B, int T_max, const InferOptions *opt);
+void infer_reset(InferState *s);                 // empties every row
+void infer_reset_row(InferState *s, int row);    // empties one row: its blocks and its promise go back to the pool
 void infer_free(InferState *s);
 
 // Feeds N tokens: entry i is token tokens[i] of row rows[i], at that row's next position. Entries of
 // one row must come in order; all of an entry's row up to and including it is attended to. Returns
-// the logits (N, V), valid until the next call. Dies when a row would pass T_max.
+// the logits (N, V), valid until the next call. Dies when a row would pass T_max, or when a paged
+// row needs a block and none is free beyond those promised to other rows (see infer_admit).
 const float *infer_forward(InferState *s, int N, const int *rows, const int32_t *tokens);
 // Prefill: row b gets prompts[b][0..lens[b]) after what it holds. Returns the logits (B, V) of each
 // row's last prompt token (rows with lens[b] == 0 keep zeros).
 const float *infer_prefill(InferState *s, const int32_t *const *prompts, const int *lens);
+
+// Admission for a scheduler: promises an empty row the blocks for n_tokens positions (prompt and
+// output), so that it can never run out of blocks on the way. Returns 0, or -1 (nothing changed)
+// when the free blocks not already promised are too few; always 0 outside KV_PAGED. The blocks are
+// still taken one at a time as the row grows (the memory accounting below sees that); the promise
+// ends at infer_reset_row.
+int infer_admit(InferState *s, int row, int n_tokens);
+int infer_blocks_for(const InferState *s, int n_tokens);   // KV_PAGED: ceil(n / block_size); else 0
+
+// KV memory accounting, in bytes, keys and values together, all layers:
+//   token_bytes      one position: 2 * L * NKV * HD * elem_bytes
+//   capacity_bytes   what is allocated for keys and values now (KV_NONE: its scratch, sized by the
+//                    largest forward so far; nothing in it outlives the call)
+//   allocated_bytes  what rows hold: KV_CONTIGUOUS T_max positions for every row holding a
+//                    sequence, KV_PAGED the blocks held, KV_NONE 0
+//   used_bytes       positions filled: sum of len over rows (KV_NONE 0) times token_bytes
+// The waste of an allocation scheme is 1 - used / allocated.
+size_t infer_kv_token_bytes(const InferState *s);
+size_t infer_kv_capacity_bytes(const InferState *s);
+size_t infer_kv_allocated_bytes(const InferState *s);
+size_t infer_kv_used_bytes(const InferState *s);
+
+// fp16 conversion, round to nearest even (overflow to inf, NaN kept quiet), as the KV cache stores
+// it: the scalar portable functions, and the bulk ones the cache uses (F16C where compiled for it).
+uint16_t infer_f32_to_f16(float f);
+float infer_f16_to_f32(uint16_t h);
+void infer_f16_store(uint16_t *dst, const float *src, size_t n);
+void infer_f16_load(float *dst, const uint16_t *src, size_t n);
 
 // ---------------------------------------------------------------------------------------------
 // sampling
@@ -116,7 +190,9 @@ typedef struct {
 } Completion;
 
 // Generates a completion for each of the n requests (out[i] for reqs[i]), up to s->B at a time,
-// decoding text through bpe. Uses and resets s's cache.
+// decoding text through bpe. Uses and resets s's cache. With KV_PAGED a request takes a free row
+// once infer_admit promises it every position it may feed (prompt + max_new_tokens - 1, at most
+// T_max); dies when a request alone needs more than the pool.
 void infer_generate(InferState *s, const Bpe *bpe, const GenConfig *gc, const GenRequest *reqs,
                     int n, Completion *out);
 void completion_free(Completion *c);

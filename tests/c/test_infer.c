@@ -1,7 +1,8 @@
-// infer: the cached forward against model_forward over the full sequence, greedy decoding against
-// step-by-step argmax, seeded sampling, the sampler's frequencies against the softmax, stop rules.
-// The model is random and tiny (V 257 so a merge-free byte tokenizer decodes it, C 32, L 2, NH 4,
-// NKV 2, T_max 48).
+// infer: the cached forward against model_forward over the full sequence, the three KV modes (and
+// fp16 keys and values) against each other, the paged pool's blocks, promises and accounting, fp16
+// conversion, greedy decoding against step-by-step argmax, seeded sampling, the sampler's
+// frequencies against the softmax, stop rules. The model is random and tiny (V 257 so a merge-free
+// byte tokenizer decodes it, C 32, L 2, NH 4, NKV 2, T_max 48).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,283 @@ static void test_cache_matches_full_forward(Model *m) {
     infer_free(&s);
 }
 
+// ---------------------------------------------------------------------------------------------
+// the KV modes
+
+#define MODE_TOL 1e-5f  // fp32 modes against each other (and fp16 modes storing the same values)
+// fp16 keys and values against fp32 ones, relative to the largest |logit|. Rounding to fp16 moves
+// each stored value by at most 2^-11 of itself (4.9e-4); a logit, a smooth function of them through
+// 2 layers, moves by about that relative amount times a gain of order one per layer. 8 * 2^-11
+// (0.4%) leaves room for gains of a few per layer while a wrong conversion (a lost bit of exponent
+// or of sign) moves logits by their own size.
+#define F16_REL_TOL (8.0f / 2048.0f)
+
+typedef struct {
+    const char *name;
+    InferOptions opt;
+} ModeCase;
+
+static const ModeCase mode_cases[] = {
+    {"contiguous f32", {KV_CONTIGUOUS, KV_F32, 0, 0}},  // the reference of the others
+    {"none f32", {KV_NONE, KV_F32, 0, 0}},
+    {"paged/16 f32", {KV_PAGED, KV_F32, 16, 0}},
+    {"paged/5 f32", {KV_PAGED, KV_F32, 5, 0}},
+    {"contiguous f16", {KV_CONTIGUOUS, KV_F16, 0, 0}},  // the reference of the fp16 ones
+    {"paged/16 f16", {KV_PAGED, KV_F16, 16, 0}},
+    {"paged/5 f16", {KV_PAGED, KV_F16, 5, 0}},
+    {"none f16", {KV_NONE, KV_F16, 0, 0}},
+};
+#define N_MODES (int)(sizeof mode_cases / sizeof *mode_cases)
+
+// Feeds B rows of lengths lens[] in interleaved calls, the same seeded plan for every mode: each
+// call takes up to 15 more tokens of every unfinished row in the first call and up to 3 later
+// (0 too), one token of each row in turn. Keeps the logits of every (row, position) in out
+// (B, T_max, V).
+static void feed_interleaved(Model *m, const InferOptions *opt, int B, const int *lens, int32_t seq[][48], float *out) {
+    int V = tiny.vocab_size, T_max = tiny.max_seq_len, fed[3] = {0}, chunk[3];
+    int rows[64], first = 1;
+    int32_t toks[64];
+    InferState s;
+    infer_init_ex(&s, m, B, T_max, opt);
+    Rng plan;
+    rng_seed(&plan, 77);
+    for (;;) {
+        int left = 0;
+        for (int b = 0; b < B; b++) {
+            int c = (int)rng_below(&plan, first ? 16 : 4);
+            chunk[b] = c < lens[b] - fed[b] ? c : lens[b] - fed[b];
+            left += lens[b] - fed[b];
+        }
+        first = 0;
+        if (left == 0) break;
+        int n = 0, at[3] = {fed[0], fed[1], fed[2]};
+        for (int more = 1; more;) {
+            more = 0;
+            for (int b = 0; b < B; b++)
+                if (at[b] < fed[b] + chunk[b]) {
+                    rows[n] = b;
+                    toks[n++] = seq[b][at[b]++];
+                    more = 1;
+                }
+        }
+        if (n == 0) continue;
+        const float *lg = infer_forward(&s, n, rows, toks);
+        for (int i = 0; i < n; i++)
+            memcpy(out + ((size_t)rows[i] * T_max + fed[rows[i]]++) * V, lg + (size_t)i * V, V * sizeof(float));
+    }
+    infer_free(&s);
+}
+
+static float max_diff(const float *a, const float *b, size_t n) {
+    float worst = 0.0f;
+    for (size_t i = 0; i < n; i++) worst = fmaxf(worst, fabsf(a[i] - b[i]));
+    return worst;
+}
+
+// Every mode against model_forward on each row's whole sequence and against the contiguous one,
+// for batch sizes 1 (one row of 32) and 3 (rows of 20, 9, 16): lengths that block sizes 16 and 5
+// divide and do not divide.
+static void test_kv_modes(Model *m) {
+    int V = tiny.vocab_size, T_max = tiny.max_seq_len;
+    const int batches[2] = {1, 3}, lens_of[2][3] = {{32, 0, 0}, {20, 9, 16}};
+    for (int bi = 0; bi < 2; bi++) {
+        int B = batches[bi];
+        const int *lens = lens_of[bi];
+        int32_t seq[3][48];
+        size_t per_mode = (size_t)B * T_max * V;
+        float *logits = calloc(per_mode * N_MODES, sizeof(float)), *full = calloc(per_mode, sizeof(float));
+        for (int b = 0; b < B; b++) {
+            make_prompt(seq[b], lens[b], 300 + b);
+            model_forward(m, seq[b], NULL, 1, lens[b]);
+            memcpy(full + (size_t)b * T_max * V, m->logits, (size_t)lens[b] * V * sizeof(float));
+        }
+        float largest = 0.0f;
+        for (size_t i = 0; i < per_mode; i++) largest = fmaxf(largest, fabsf(full[i]));
+        for (int k = 0; k < N_MODES; k++) feed_interleaved(m, &mode_cases[k].opt, B, lens, seq, logits + k * per_mode);
+        for (int k = 0; k < N_MODES; k++) {
+            const ModeCase *mc = &mode_cases[k];
+            float *mine = logits + k * per_mode;
+            float vs_full = max_diff(mine, full, per_mode), vs_f32 = max_diff(mine, logits, per_mode);
+            printf("B %d %-15s vs model_forward %.3g, vs contiguous f32 %.3g", B, mc->name, vs_full, vs_f32);
+            if (mc->opt.dtype == KV_F32) {
+                printf("\n");
+                CHECK(vs_full < LOGIT_TOL, "B %d %s: logits differ from model_forward by %g", B, mc->name, vs_full);
+                CHECK(vs_f32 <= MODE_TOL, "B %d %s: logits differ from contiguous f32 by %g", B, mc->name, vs_f32);
+            } else {
+                float vs_f16 = max_diff(mine, logits + 4 * per_mode, per_mode);
+                printf(", vs contiguous f16 %.3g (tolerance %.3g)\n", vs_f16, F16_REL_TOL * largest);
+                CHECK(vs_f32 < F16_REL_TOL * largest, "B %d %s: logits differ from f32 by %g", B, mc->name, vs_f32);
+                CHECK(vs_f32 > 0.0f, "B %d %s: fp16 logits equal fp32 ones: the values were not rounded", B, mc->name);
+                // the recompute runs its matmuls over more rows, so its fp16 values may round the other way
+                if (mc->opt.mode != KV_NONE)
+                    CHECK(vs_f16 <= MODE_TOL, "B %d %s: logits differ from contiguous f16 by %g", B, mc->name, vs_f16);
+            }
+        }
+        free(logits);
+        free(full);
+    }
+}
+
+static void feed_row(InferState *s, int row, const int32_t *toks, int n, float *out) {
+    int rows[64];
+    for (int i = 0; i < n; i++) rows[i] = row;
+    const float *lg = infer_forward(s, n, rows, toks);
+    if (out) memcpy(out, lg, (size_t)n * tiny.vocab_size * sizeof(float));
+}
+
+static InferState *child_state;
+static void child_feed_row1(const char *arg) {
+    int32_t t = 1;
+    feed_row(child_state, 1, &t, 1, NULL);
+}
+
+// A pool of 6 blocks of 5 positions over 4 rows: blocks taken as rows grow, promises honoured,
+// blocks reused after a reset without their old contents showing through.
+static void test_paged_pool(Model *m) {
+    int V = tiny.vocab_size, T_max = tiny.max_seq_len;
+    InferOptions po = {KV_PAGED, KV_F32, 5, 6};
+    InferState s;
+    infer_init_ex(&s, m, 4, T_max, &po);
+    size_t tb = infer_kv_token_bytes(&s);
+    int32_t a[12], b[11], c[12];
+    make_prompt(a, 12, 500);
+    make_prompt(b, 11, 501);
+    make_prompt(c, 12, 502);
+    feed_row(&s, 0, a, 12, NULL);
+    feed_row(&s, 1, b, 10, NULL);
+    CHECK(s.n_held[0] == 3 && s.n_held[1] == 2 && s.n_free == 1, "held %d, %d blocks, %d free; expected 3, 2, 1",
+          s.n_held[0], s.n_held[1], s.n_free);
+    CHECK(infer_kv_capacity_bytes(&s) == 30 * tb && infer_kv_allocated_bytes(&s) == 25 * tb &&
+              infer_kv_used_bytes(&s) == 22 * tb,
+          "pool accounting %zu/%zu/%zu, expected %zu/%zu/%zu", infer_kv_capacity_bytes(&s), infer_kv_allocated_bytes(&s),
+          infer_kv_used_bytes(&s), 30 * tb, 25 * tb, 22 * tb);
+    CHECK(infer_admit(&s, 2, 10) == -1 && s.promised[2] == 0, "a promise of 2 blocks with 1 free was made");
+    CHECK(infer_admit(&s, 2, 5) == 0 && s.promised[2] == 1, "a promise of the last free block was refused");
+    CHECK(infer_admit(&s, 3, 1) == -1, "the last free block, promised to row 2, was promised to row 3 too");
+    // the last free block is row 2's now: row 1 growing into a new block must die
+    child_state = &s;
+    char err[512];
+    int code = test_run_child(child_feed_row1, "", err, sizeof err);
+    CHECK(code == 1 && strstr(err, "exhausted") && strstr(err, "row 1"), "growing into a promised block: exit %d, '%s'",
+          code, err);
+    int old[3];
+    memcpy(old, s.block_table, sizeof old);
+    infer_reset_row(&s, 2);
+    infer_reset_row(&s, 0);
+    CHECK(s.n_free == 4 && infer_kv_allocated_bytes(&s) == 10 * tb, "after resets: %d free, %zu allocated", s.n_free,
+          infer_kv_allocated_bytes(&s));
+    CHECK(infer_admit(&s, 2, 12) == 0, "a promise of 3 of 4 free blocks was refused");
+    float *got = malloc((size_t)12 * V * sizeof(float)), *want = malloc((size_t)12 * V * sizeof(float));
+    feed_row(&s, 2, c, 12, got);
+    CHECK(memcmp(s.block_table + 2 * s.max_blocks, old, sizeof old) == 0,
+          "row 2 took blocks %d %d %d, expected row 0's old %d %d %d", s.block_table[2 * s.max_blocks],
+          s.block_table[2 * s.max_blocks + 1], s.block_table[2 * s.max_blocks + 2], old[0], old[1], old[2]);
+    feed_row(&s, 1, b + 10, 1, NULL);  // one unpromised block is left: row 1 may take it
+    CHECK(s.n_free == 0 && s.n_held[1] == 3, "row 1 holds %d blocks, %d free", s.n_held[1], s.n_free);
+    InferState fresh;
+    infer_init(&fresh, m, 1, T_max);
+    feed_row(&fresh, 0, c, 12, want);
+    float d = max_diff(got, want, (size_t)12 * V);
+    CHECK(d <= MODE_TOL, "a row in reused blocks differs from a fresh cache by %g", d);
+    infer_free(&fresh);
+    infer_free(&s);
+    free(got);
+    free(want);
+}
+
+// Accounting for rows of 7, 0 and 12 positions (L 2, NKV*HD 16: 256 bytes a position in fp32).
+static void test_kv_accounting(Model *m) {
+    struct {
+        InferOptions opt;
+        size_t token, capacity, allocated, used, allocated_after;
+    } cases[] = {
+        {{KV_CONTIGUOUS, KV_F32, 0, 0}, 256, 3 * 48 * 256, 2 * 48 * 256, 19 * 256, 48 * 256},
+        {{KV_PAGED, KV_F32, 5, 0}, 256, 30 * 5 * 256, 5 * 5 * 256, 19 * 256, 2 * 5 * 256},
+        {{KV_PAGED, KV_F16, 16, 0}, 128, 9 * 16 * 128, 2 * 16 * 128, 19 * 128, 16 * 128},
+        {{KV_NONE, KV_F32, 0, 0}, 256, 2 * 12 * 256, 0, 0, 0},  // scratch: 2 rows of 12 in one call
+    };
+    int32_t p[12];
+    make_prompt(p, 12, 600);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        InferState s;
+        infer_init_ex(&s, m, 3, tiny.max_seq_len, &cases[k].opt);
+        int rows[19];
+        int32_t toks[19];
+        for (int i = 0; i < 19; i++) {
+            rows[i] = i < 7 ? 0 : 2;
+            toks[i] = p[i < 7 ? i : i - 7];
+        }
+        infer_forward(&s, 19, rows, toks);
+        size_t tb = infer_kv_token_bytes(&s), cap = infer_kv_capacity_bytes(&s), al = infer_kv_allocated_bytes(&s);
+        size_t used = infer_kv_used_bytes(&s);
+        infer_reset_row(&s, 2);
+        size_t after = infer_kv_allocated_bytes(&s);
+        CHECK(tb == cases[k].token && cap == cases[k].capacity && al == cases[k].allocated && used == cases[k].used &&
+                  after == cases[k].allocated_after,
+              "%s/%s: token %zu capacity %zu allocated %zu used %zu after reset %zu; expected %zu %zu %zu %zu %zu",
+              kv_mode_name(cases[k].opt.mode), kv_dtype_name(cases[k].opt.dtype), tb, cap, al, used, after,
+              cases[k].token, cases[k].capacity, cases[k].allocated, cases[k].used, cases[k].allocated_after);
+        infer_free(&s);
+    }
+}
+
+// fp16: every half survives a round trip through float; the bulk (F16C) conversions agree with the
+// scalar ones bit for bit; round-to-nearest-even at ties, overflow and the subnormals by hand.
+static void test_f16(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = infer_f16_to_f32((uint16_t)h);
+        uint16_t back = infer_f32_to_f16(f);
+        bad += isnan(f) ? back != (h | 0x200u) : back != h;
+    }
+    CHECK(bad == 0, "%d halves do not survive a round trip through float", bad);
+    enum { NR = 100000 };
+    float *src = malloc(NR * sizeof(float)), *lo = malloc(65536 * sizeof(float));
+    uint16_t *bulk = malloc(NR * sizeof(uint16_t)), *all = malloc(65536 * sizeof(uint16_t));
+    Rng r;
+    rng_seed(&r, 9);
+    for (int i = 0; i < NR; i++) {
+        uint32_t u = (uint32_t)rng_u64(&r);
+        if (i % 2) u = (u & 0x83ffffffu) | 0x38000000u;  // half of them near the half range, ties included
+        if (i % 4 == 1) u &= 0xffffe000u | 0x1000u;
+        memcpy(&src[i], &u, sizeof u);
+    }
+    infer_f16_store(bulk, src, NR);
+    bad = 0;
+    for (int i = 0; i < NR; i++) bad += bulk[i] != infer_f32_to_f16(src[i]);
+    CHECK(bad == 0, "%d of %d bulk fp16 stores differ from the scalar conversion", bad, NR);
+    for (uint32_t h = 0; h < 65536; h++) all[h] = (uint16_t)h;
+    infer_f16_load(lo, all, 65536);
+    bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float want = infer_f16_to_f32((uint16_t)h);
+        bad += memcmp(&lo[h], &want, sizeof want) != 0;
+    }
+    CHECK(bad == 0, "%d bulk fp16 loads differ from the scalar conversion", bad);
+    struct { float f; uint16_t h; } hand[] = {
+        {1.0f, 0x3c00}, {-2.0f, 0xc000}, {-0.0f, 0x8000},
+        {1.0f + 1.0f / 2048, 0x3c00},        // a tie: to the even 1.0
+        {1.0f + 3.0f / 2048, 0x3c02},        // a tie: to the even 1 + 2^-9
+        {1.0f + 1.0f / 2048 + 1.0f / 65536, 0x3c01},  // past the tie: up
+        {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00}, {1e10f, 0x7c00}, {-INFINITY, 0xfc00},
+        {5.9604644775390625e-8f, 0x0001},    // 2^-24, the smallest subnormal
+        {2.98023223876953125e-8f, 0x0000},   // 2^-25: a tie, to the even 0
+        {4.470348358154296875e-8f, 0x0001},  // 1.5 * 2^-25: up
+        {6.103515625e-05f - 2.98023223876953125e-8f, 0x0400},  // 2^-14 - 2^-25: a tie, to the even 2^-14
+        {1e-30f, 0x0000},
+    };
+    for (size_t i = 0; i < sizeof hand / sizeof *hand; i++) {
+        uint16_t got = infer_f32_to_f16(hand[i].f);
+        CHECK(got == hand[i].h, "f32_to_f16(%.9g) = 0x%04x, expected 0x%04x", hand[i].f, got, hand[i].h);
+    }
+    uint16_t qnan = infer_f32_to_f16(NAN);
+    CHECK((qnan & 0x7e00) == 0x7e00, "NaN converted to 0x%04x, expected a quiet NaN", qnan);
+    free(src);
+    free(lo);
+    free(bulk);
+    free(all);
+}
+
 static GenConfig plain_config(int max_new, float temperature) {
     GenConfig gc = {.max_new_tokens = max_new, .sampler = {.temperature = temperature, .top_k = 0, .top_p = 1.0f},
                     .stops = NULL, .n_stops = 0, .stop_on_dedent = 0, .eot = -1};
@@ -94,8 +372,8 @@ static GenConfig plain_config(int max_new, float temperature) {
 }
 
 // n requests over prompts of lengths 3, 9, 6, 14 (cycled), seeds base_seed + i
-static void run(Model *m, const Bpe *bpe, int batch, const GenConfig *gc, int n, uint64_t base_seed, Completion *out,
-                int T_max) {
+static void run_ex(Model *m, const Bpe *bpe, int batch, const GenConfig *gc, int n, uint64_t base_seed, Completion *out,
+                   int T_max, const InferOptions *opt) {
     static int32_t prompts[4][20];
     static const int plen[4] = {3, 9, 6, 14};
     GenRequest req[16];
@@ -104,9 +382,14 @@ static void run(Model *m, const Bpe *bpe, int batch, const GenConfig *gc, int n,
         req[i] = (GenRequest){.prompt = prompts[i % 4], .prompt_len = plen[i % 4], .at_line_start = 1,
                               .seed = base_seed + i};
     InferState s;
-    infer_init(&s, m, batch, T_max);
+    infer_init_ex(&s, m, batch, T_max, opt);
     infer_generate(&s, bpe, gc, req, n, out);
     infer_free(&s);
+}
+
+static void run(Model *m, const Bpe *bpe, int batch, const GenConfig *gc, int n, uint64_t base_seed, Completion *out,
+                int T_max) {
+    run_ex(m, bpe, batch, gc, n, base_seed, out, T_max, NULL);
 }
 
 static int same_tokens(const Completion *a, const Completion *b) {
@@ -220,6 +503,42 @@ static void test_generate(Model *m, const Bpe *bpe) {
     free_all(g2, N);
 }
 
+static void child_generate_small_pool(const char *arg);
+static Model *child_model;
+static const Bpe *child_bpe;
+
+// Greedy completions are the same whichever fp32 mode holds the keys and values, and with a pool
+// so small that requests wait for blocks; a request larger than the pool dies.
+static void test_generate_modes(Model *m, const Bpe *bpe) {
+    enum { N = 6, MAX_NEW = 12 };
+    GenConfig greedy = plain_config(MAX_NEW, 0.0f);
+    Completion ref[N], got[N];
+    run(m, bpe, 3, &greedy, N, 1, ref, tiny.max_seq_len);
+    // prompts of up to 14 tokens + 11 fed: 25 positions, 5 blocks of 5; a pool of 7 holds one request
+    // at a time
+    const ModeCase cases[] = {{"none", {KV_NONE, KV_F32, 0, 0}}, {"paged/5", {KV_PAGED, KV_F32, 5, 0}},
+                              {"paged/5 pool 7", {KV_PAGED, KV_F32, 5, 7}}, {"paged/16", {KV_PAGED, KV_F32, 16, 0}}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        run_ex(m, bpe, 3, &greedy, N, 1, got, tiny.max_seq_len, &cases[k].opt);
+        for (int i = 0; i < N; i++)
+            CHECK(same_tokens(&ref[i], &got[i]), "%s: greedy request %d differs from the contiguous cache", cases[k].name, i);
+        free_all(got, N);
+    }
+    free_all(ref, N);
+    child_model = m;
+    child_bpe = bpe;
+    char err[512];
+    int code = test_run_child(child_generate_small_pool, "", err, sizeof err);
+    CHECK(code == 1 && strstr(err, "cannot hold request 0"), "a request larger than the pool: exit %d, '%s'", code, err);
+}
+
+static void child_generate_small_pool(const char *arg) {
+    GenConfig greedy = plain_config(12, 0.0f);
+    Completion out[1];
+    InferOptions tiny_pool = {KV_PAGED, KV_F32, 5, 2};
+    run_ex(child_model, child_bpe, 1, &greedy, 1, 1, out, tiny.max_seq_len, &tiny_pool);
+}
+
 // The sampler alone: frequencies over many draws against the renormalised softmax.
 static void test_sampler_frequencies(void) {
     enum { V = 6, DRAWS = 200000 };
@@ -295,7 +614,12 @@ int main(int argc, char **argv) {
     Bpe *bpe = bpe_from_merges(NULL, 0, err, sizeof err);
     if (!bpe) lab_die("bpe_from_merges: %s", err);
     test_cache_matches_full_forward(&m);
+    test_kv_modes(&m);
+    test_paged_pool(&m);
+    test_kv_accounting(&m);
+    test_f16();
     test_generate(&m, bpe);
+    test_generate_modes(&m, bpe);
     test_sampler_frequencies();
     test_stop_rules();
     bpe_free(bpe);
