@@ -6,6 +6,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #ifdef __F16C__
 #include <immintrin.h>
 #endif
@@ -101,6 +103,92 @@ void infer_f16_load(float *dst, const uint16_t *src, size_t n) { f16_load(dst, s
 
 void infer_init(InferState *s, const Model *m, int B, int T_max) { infer_init_ex(s, m, B, T_max, NULL); }
 
+typedef enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_HEAD } WeightId;
+
+// The matrices of one layer in WeightId order, with their shapes: w, rows (out), cols (in).
+static const float *weight_matrix(const Model *m, int layer, WeightId which, int *rows, int *cols) {
+    const ModelConfig *c = &m->cfg;
+    const ParamTensors *p = &m->params;
+    size_t C = c->dim, KVC = (size_t)c->n_kv_heads * (c->dim / c->n_heads), F = c->ffn_dim, l = layer;
+    *rows = (int)C;
+    *cols = (int)C;
+    switch (which) {
+    case W_Q: return p->wq + l * C * C;
+    case W_K: *rows = (int)KVC; return p->wk + l * KVC * C;
+    case W_V: *rows = (int)KVC; return p->wv + l * KVC * C;
+    case W_O: return p->wo + l * C * C;
+    case W_GATE: *rows = (int)F; return p->w_gate + l * F * C;
+    case W_UP: *rows = (int)F; return p->w_up + l * F * C;
+    case W_DOWN: *cols = (int)F; return p->w_down + l * C * F;
+    case W_HEAD: *rows = c->vocab_size; return p->tok_emb;
+    }
+    return NULL;
+}
+
+static QMat *qweight(const InferState *s, int layer, WeightId which) {
+    return &s->qw[which == W_HEAD ? 7 * s->m->cfg.n_layers : 7 * layer + (int)which];
+}
+
+static void quantize_weights(InferState *s) {
+    const ModelConfig *c = &s->m->cfg;
+    if (qtype_is_grouped(s->opt.weights) && (c->dim % QK || c->ffn_dim % QK))
+        lab_die("infer_init: %s weights need dim and ffn multiples of %d, found dim %d, ffn %d",
+                qtype_name(s->opt.weights), QK, c->dim, c->ffn_dim);
+    s->qw = lab_calloc((size_t)7 * c->n_layers + 1, sizeof(QMat));
+    for (int l = 0; l <= c->n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            WeightId which = l == c->n_layers ? W_HEAD : (WeightId)k;
+            int rows, cols;
+            const float *w = weight_matrix(s->m, l == c->n_layers ? 0 : l, which, &rows, &cols);
+            qmat_quantize(qweight(s, l, which), s->opt.weights, w, rows, cols);
+            if (which == W_HEAD) break;
+        }
+}
+
+void infer_roundtrip_weights(Model *m, QType t) {
+    const ModelConfig *c = &m->cfg;
+    for (int l = 0; l <= c->n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            WeightId which = l == c->n_layers ? W_HEAD : (WeightId)k;
+            int rows, cols;
+            float *w = (float *)weight_matrix(m, l == c->n_layers ? 0 : l, which, &rows, &cols);
+            QMat q;
+            qmat_quantize(&q, t, w, rows, cols);
+            qmat_dequantize(&q, w);
+            qmat_free(&q);
+            if (which == W_HEAD) break;
+        }
+}
+
+size_t infer_weight_bytes(const InferState *s) {
+    const ModelConfig *c = &s->m->cfg;
+    size_t norms = sizeof(float) * (size_t)c->dim * (2 * (size_t)c->n_layers + 1);
+    if (!s->qw) return sizeof(float) * model_num_params(c);
+    size_t b = norms;
+    for (int i = 0; i < 7 * c->n_layers + 1; i++) b += s->qw[i].bytes;
+    return b;
+}
+
+// the whole pages inside [p, p + n)
+static void release_pages(const void *p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void infer_release_source_weights(InferState *s) {
+    if (!s->qw) return;
+    const ModelConfig *c = &s->m->cfg;
+    for (int l = 0; l <= c->n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            WeightId which = l == c->n_layers ? W_HEAD : (WeightId)k;
+            int rows, cols;
+            const float *w = weight_matrix(s->m, l == c->n_layers ? 0 : l, which, &rows, &cols);
+            release_pages(w, (size_t)rows * cols * sizeof(float));
+            if (which == W_HEAD) break;
+        }
+}
+
 void infer_init_ex(InferState *s, const Model *m, int B, int T_max, const InferOptions *opt) {
     const ModelConfig *c = &m->cfg;
     if (m->lora) lab_die("infer_init: expected a model without an attached adapter (merge it first), found one");
@@ -133,6 +221,7 @@ void infer_init_ex(InferState *s, const Model *m, int B, int T_max, const InferO
     }
     s->opt = o;
     int HD = c->dim / c->n_heads, half = HD / 2, KVC = c->n_kv_heads * HD;
+    if (o.weights != QT_F32) quantize_weights(s);
     s->pool_bytes = (size_t)c->n_layers * s->n_blocks * s->block_size * KVC * s->elem_bytes;
     if (s->pool_bytes) {
         // calloc: the pages of a large pool become resident only as positions are written
@@ -182,6 +271,9 @@ static void scratch_free(InferState *s) {
 }
 
 void infer_free(InferState *s) {
+    if (s->qw)
+        for (int i = 0; i < 7 * s->m->cfg.n_layers + 1; i++) qmat_free(&s->qw[i]);
+    free(s->qw);
     scratch_free(s);
     free(s->logits);
     free(s->att_scratch);
@@ -314,53 +406,29 @@ size_t infer_kv_used_bytes(const InferState *s) {
 // ---------------------------------------------------------------------------------------------
 // the weight products
 
-typedef enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_HEAD } WeightId;
 
 // out (OC) = W (OC,IC) inp. The rows of W are split over the OpenMP threads, each making a one-thread
 // sgemv (OpenBLAS's OpenMP build runs serially inside a parallel region). Left to itself, OpenBLAS
 // threads a product with its own team, whose threads wait for each other in sched_yield loops: on a
 // busy machine that showed as system time, a third of lab-generate's CPU time. The pthread build of
 // OpenBLAS would start its own pool from each of our threads, so there it makes the one call.
-static void gemv(float *out, const float *inp, const float *w, int IC, int OC) {
-    if (openblas_get_parallel() != 2) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, IC, 1.0f, w, IC, inp, 1, 0.0f, out, 1);
+// out (N, OC) = inp (N, IC) @ W^T for weight `which` of `layer` (W_HEAD: the tied embedding; layer
+// unused). Every weight product of the engine goes through here. Quantized weights: quant.h's
+// kernels. fp32 weights: up to 4 rows (decode) through quant.h's fp32 kernel on a view of the
+// model's matrix, which threads only matrices big enough to pay for it (a sgemv split over 2
+// threads ran 6x slower than 1 thread per decode step on the default model, V 4096, C 256, on a
+// loaded machine); more rows through the backend's matmul (the same thread split as training).
+static void linear(const InferState *s, int layer, WeightId which, const float *inp, int N, float *out) {
+    if (s->qw) {
+        qmat_matmul(qweight(s, layer, which), inp, N, out);
         return;
     }
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int per = ((OC + nt - 1) / nt + 15) / 16 * 16;
-        int i0 = t * per < OC ? t * per : OC, i1 = i0 + per < OC ? i0 + per : OC;
-        if (i0 < i1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, i1 - i0, IC, 1.0f, w + (size_t)i0 * IC, IC, inp, 1, 0.0f,
-                        out + i0, 1);
-    }
-}
-
-// out (N, OC) = inp (N, IC) @ W^T for weight `which` of `layer` (W_HEAD: the tied embedding; layer
-// unused). Every weight product of the engine goes through here, so that another weight format
-// plugs in at one place. Several rows go through the backend's matmul (the same thread split as
-// training); one row through sgemv: OpenBLAS's sgemm with N = 1 was measured 4x slower per decode
-// step than sgemv on the default model (V 4096, C 256).
-static void linear(const InferState *s, int layer, WeightId which, const float *inp, int N, float *out) {
-    const ModelConfig *c = &s->m->cfg;
-    const ParamTensors *p = &s->m->params;
-    size_t C = c->dim, KVC = (size_t)c->n_kv_heads * (c->dim / c->n_heads), F = c->ffn_dim, l = layer;
-    const float *w = NULL;
-    int IC = (int)C, OC = (int)C;
-    switch (which) {
-    case W_Q: w = p->wq + l * C * C; break;
-    case W_K: w = p->wk + l * KVC * C; OC = (int)KVC; break;
-    case W_V: w = p->wv + l * KVC * C; OC = (int)KVC; break;
-    case W_O: w = p->wo + l * C * C; break;
-    case W_GATE: w = p->w_gate + l * F * C; OC = (int)F; break;
-    case W_UP: w = p->w_up + l * F * C; OC = (int)F; break;
-    case W_DOWN: w = p->w_down + l * C * F; IC = (int)F; break;
-    case W_HEAD: w = p->tok_emb; OC = c->vocab_size; break;
-    }
-    if (N == 1)
-        gemv(out, inp, w, IC, OC);
-    else
+    int OC, IC;
+    const float *w = weight_matrix(s->m, layer, which, &OC, &IC);
+    if (N <= 4) {
+        QMat view = {QT_F32, OC, IC, (void *)w, (size_t)OC * IC * sizeof(float)};
+        qmat_matmul(&view, inp, N, out);
+    } else
         s->m->be->matmul_forward(out, inp, w, N, IC, OC, 1.0f, 0.0f);
 }
 
@@ -495,7 +563,17 @@ static const float *forward_core(InferState *s, const KvView *kv, int N, const i
     int F = c->ffn_dim, n_out = N - first_out;
     size_t es = s->elem_bytes, row_bytes = (size_t)KVC * es;
     scratch_reserve(s, N, n_out);
-    be->embedding_forward(s->x, tokens, p->tok_emb, N, C);
+    if (s->qw) {
+        // rows of the quantized table: one row of a QMat is a QMat of one row
+        const QMat *h = qweight(s, 0, W_HEAD);
+        size_t rb = qmat_row_bytes(h->type, (int)C);
+        for (int i = 0; i < N; i++) {
+            QMat row = {h->type, 1, (int)C, (char *)h->data + (size_t)tokens[i] * rb, rb};
+            qmat_dequantize(&row, s->x + (size_t)i * C);
+        }
+    } else {
+        be->embedding_forward(s->x, tokens, p->tok_emb, N, C);
+    }
     for (int l = 0; l < L; l++) {
         be->rmsnorm_forward(s->xn, s->rstd, s->x, p->attn_norm + (size_t)l * C, N, C, c->norm_eps);
         linear(s, l, W_Q, s->xn, N, s->q);

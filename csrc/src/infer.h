@@ -40,6 +40,7 @@
 #include "bpe.h"
 #include "common.h"
 #include "model.h"
+#include "quant.h"
 
 // ---------------------------------------------------------------------------------------------
 // the cached forward
@@ -56,6 +57,10 @@ typedef struct {
     KvDtype dtype;
     int block_size;   // KV_PAGED: positions per block; 0: 16
     int n_blocks;     // KV_PAGED: blocks in the pool; 0: B * ceil(T_max / block_size), enough for all rows full
+    // Weight format. QT_F32 (the default): the model's own fp32 weights. Otherwise every weight
+    // matrix, the tied embedding / output head included, is quantized at infer_init_ex (quant.h)
+    // and every product runs on the quantized copy; the embedding rows are dequantized from it.
+    QType weights;
 } InferOptions;
 
 typedef struct {
@@ -88,6 +93,7 @@ typedef struct {
     int *vtable;           // KV_NONE: (2B) the scratch pool's block table, then each row's pool row
     int cap_entries, cap_vtable;
     float *row_logits;     // (B, V) infer_prefill's result
+    QMat *qw;              // (7 L + 1) with quantized weights: wq wk wv wo w_gate w_up w_down of each layer, then the head
 } InferState;
 
 // infer_init: KV_CONTIGUOUS with fp32 keys and values. infer_init_ex: the mode, type and pool of
@@ -97,6 +103,18 @@ void infer_init_ex(InferState *s, const Model *m, int B, int T_max, const InferO
 void infer_reset(InferState *s);                 // empties every row
 void infer_reset_row(InferState *s, int row);    // empties one row: its blocks and its promise go back to the pool
 void infer_free(InferState *s);
+// Bytes of the weights the engine reads per forward: the matrices in their format (the fp32 model's
+// for QT_F32) plus the fp32 norms.
+size_t infer_weight_bytes(const InferState *s);
+// Quantizes every weight matrix of m (the tied embedding too) to t and back in place: the model then
+// computes what an engine with t weights computes, up to the activation rounding of the Q8_0/Q4_0
+// kernels (quant.h). For quality measurements (lab-eval ppl --format).
+void infer_roundtrip_weights(Model *m, QType t);
+// With quantized weights: gives the pages of the model's fp32 matrices back to the OS, so that a
+// process holds what a server loading the quantized file would (for memory measurements). The
+// engine never reads them again; the Model is good for nothing else afterwards (its matrices read
+// as zeros). Does nothing with QT_F32.
+void infer_release_source_weights(InferState *s);
 
 // Feeds N tokens: entry i is token tokens[i] of row rows[i], at that row's next position. Entries of
 // one row must come in order; all of an entry's row up to and including it is attended to. Returns

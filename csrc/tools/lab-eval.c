@@ -15,6 +15,8 @@
 #include "h5io.h"
 #include "bpe.h"
 #include "metrics.h"
+#include "infer.h"
+#include "quant.h"
 #include "sandbox.h"
 #include "tasks.h"
 #include "tokens.h"
@@ -48,6 +50,8 @@ static void usage(void) {
         "  --ctx N            window length, at most the model's max_seq_len (256)\n"
         "  --batch B          windows per forward pass (8)\n"
         "  --max-tokens N     score only the first N tokens of each package's stream (0: all)\n"
+        "  --format F         score the model with every weight matrix quantized to F (f32, bf16,\n"
+        "                     f16, q8_0, q4_0) and back, as the quantized kernels compute (f32)\n"
         "  --threads N        OpenMP and BLAS threads\n"
         "  --config-sha256 HEX  recorded in the output's provenance\n"
         "\n"
@@ -138,7 +142,7 @@ static double bits_per_byte(Score s) { return s.bytes ? s.nll / log(2.0) / (doub
 
 static int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *tokens = NULL, *out = NULL, *split = "test";
-    const char *score = "second-half";
+    const char *score = "second-half", *format = "f32";
     int ctx = 256, batch = 8;
     uint64_t max_tokens = 0;
     for (int i = 2; i < argc; i++) {
@@ -152,6 +156,7 @@ static int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(f, "--out")) out = v;
         else if (!strcmp(f, "--split")) split = v;
         else if (!strcmp(f, "--score")) score = v;
+        else if (!strcmp(f, "--format")) format = v;
         else if (!strcmp(f, "--ctx")) ctx = (int)lab_parse_int(f, v, 2, 1 << 20);
         else if (!strcmp(f, "--batch")) batch = (int)lab_parse_int(f, v, 1, 1 << 16);
         else if (!strcmp(f, "--max-tokens")) max_tokens = (uint64_t)lab_parse_int(f, v, 0, (1ll << 62));
@@ -165,8 +170,16 @@ static int cmd_ppl(int argc, char **argv) {
     else if (!strcmp(score, "all")) first = 0;
     else lab_die("--score: expected second-half or all, found '%s'", score);
 
+    QType qt;
+    if (qtype_parse(format, &qt)) lab_die("--format: expected f32, bf16, f16, q8_0 or q4_0, found '%s'", format);
     Model m;
     model_load_for_inference(&m, model, adapter);
+    if (qt != QT_F32) {
+        if (qtype_is_grouped(qt) && (m.cfg.dim % QK || m.cfg.ffn_dim % QK))
+            lab_die("--format %s: expected %s's dim and ffn to be multiples of %d, found %d and %d", format, model, QK,
+                    m.cfg.dim, m.cfg.ffn_dim);
+        infer_roundtrip_weights(&m, qt);
+    }
     if (ctx > m.cfg.max_seq_len)
         lab_die("--ctx %d: expected at most %s's max_seq_len %d", ctx, model, m.cfg.max_seq_len);
     TokenSplit ts;
@@ -242,6 +255,7 @@ static int cmd_ppl(int argc, char **argv) {
     h5_attr_str(w.file, "split", split);
     h5_attr_i64(w.file, "ctx", ctx);
     h5_attr_str(w.file, "scored", score);
+    h5_attr_str(w.file, "weight_format", qtype_name(qt));
     h5_attr_i64(w.file, "max_tokens_per_package", (int64_t)max_tokens);
     h5_attr_i64(w.file, "tokens_scored", (int64_t)total.tokens);
     h5_attr_i64(w.file, "bytes_scored", (int64_t)total.bytes);

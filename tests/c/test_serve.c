@@ -185,8 +185,8 @@ static void test_runs(Model *m) {
     }
     // the largest request feeds 10 + 8 - 1 = 17 positions, 4 blocks of 5: a pool of 8 holds two
     struct { const char *name; InferOptions opt; } modes[] = {
-        {"contiguous", {KV_CONTIGUOUS, KV_F32, 0, 0}}, {"paged/5", {KV_PAGED, KV_F32, 5, 0}},
-        {"paged/5 pool 8", {KV_PAGED, KV_F32, 5, 8}}, {"none", {KV_NONE, KV_F32, 0, 0}}};
+        {"contiguous", {KV_CONTIGUOUS, KV_F32, 0, 0, QT_F32}}, {"paged/5", {KV_PAGED, KV_F32, 5, 0, QT_F32}},
+        {"paged/5 pool 8", {KV_PAGED, KV_F32, 5, 8, QT_F32}}, {"none", {KV_NONE, KV_F32, 0, 0, QT_F32}}};
     double waste[2][4];
     for (int sc = 0; sc < 2; sc++)
         for (int k = 0; k < 4; k++) {
