@@ -205,7 +205,7 @@ void infer_init_ex(InferState *s, const Model *m, int B, int T_max, const InferO
     s->len = lab_calloc(B, sizeof(int));
     s->elem_bytes = o.dtype == KV_F16 ? 2 : 4;
     if (o.mode == KV_PAGED) {
-        if (o.block_size == 0) o.block_size = 16;
+        if (o.block_size == 0) o.block_size = T_max < 16 ? T_max : 16;
         if (o.block_size < 1 || o.block_size > T_max)
             lab_die("infer_init: expected a paged block_size of 1 to T_max (%d), found %d", T_max, o.block_size);
         s->max_blocks = (T_max + o.block_size - 1) / o.block_size;

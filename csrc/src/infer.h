@@ -55,7 +55,7 @@ int kv_dtype_parse(const char *name, KvDtype *out);
 typedef struct {
     KvMode mode;
     KvDtype dtype;
-    int block_size;   // KV_PAGED: positions per block; 0: 16
+    int block_size;   // KV_PAGED: positions per block; 0: 16 (T_max when smaller)
     int n_blocks;     // KV_PAGED: blocks in the pool; 0: B * ceil(T_max / block_size), enough for all rows full
     // Weight format. QT_F32 (the default): the model's own fp32 weights. Otherwise every weight
     // matrix, the tied embedding / output head included, is quantized at infer_init_ex (quant.h)

@@ -45,7 +45,7 @@ static void usage(void) {
         "serve runs a trace of --requests requests with Poisson arrivals through each combination of\n"
         "  --scheduler static,continuous  --kv contiguous,paged  --rate 4,16 (requests/s; inf: all at 0)\n"
         "and writes codelm-lab/serve/1 with vLLM's metrics (TTFT, TPOT, ITL, E2E; p50/p90/p95/p99):\n"
-        "  --format f32  --batch 8  --requests 64  --prompt-min 16 --prompt-max 96\n"
+        "  --format f32  --batch 8  --requests 64  --prompt-min 16 --prompt-max 96  --block-size 16\n"
         "  --output-min 16 --output-max 96  --kv-dtype f32  --threads 2  --seed 1\n"
         "Requests decode greedily to exactly their output length (no stop rule), as vLLM's\n"
         "benchmark_serving with ignore_eos.\n");
@@ -591,7 +591,7 @@ static int cmd_serve(int argc, char **argv) {
     parse_strs("--scheduler", "static,continuous", &scheds);
     parse_strs("--kv", "contiguous,paged", &kvs);
     parse_strs("--rate", "4,16", &rates);
-    int batch = 8, requests = 64, pmin = 16, pmax = 96, omin = 16, omax = 96, threads = 2;
+    int batch = 8, requests = 64, pmin = 16, pmax = 96, omin = 16, omax = 96, threads = 2, block = 16;
     uint64_t seed = 1;
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
@@ -606,6 +606,7 @@ static int cmd_serve(int argc, char **argv) {
         else if (!strcmp(f, "--kv")) parse_strs(f, v, &kvs);
         else if (!strcmp(f, "--rate")) parse_strs(f, v, &rates);
         else if (!strcmp(f, "--batch")) batch = (int)lab_parse_int(f, v, 1, 4096);
+        else if (!strcmp(f, "--block-size")) block = (int)lab_parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--requests")) requests = (int)lab_parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--prompt-min")) pmin = (int)lab_parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--prompt-max")) pmax = (int)lab_parse_int(f, v, 1, 1 << 20);
@@ -653,9 +654,10 @@ static int cmd_serve(int argc, char **argv) {
     const char **r_sched = lab_malloc(MAXV * MAXV * MAXV * sizeof(char *)), **r_kv = lab_malloc(MAXV * MAXV * MAXV * sizeof(char *));
     int run = 0;
     for (int k = 0; k < kvs.n; k++) {
-        InferOptions opt = {.mode = kv[k], .dtype = kvd, .weights = fmt};
+        int T = pmax + omax;
+        InferOptions opt = {.mode = kv[k], .dtype = kvd, .block_size = block < T ? block : T, .weights = fmt};
         InferState st;
-        infer_init_ex(&st, &m, batch, pmax + omax, &opt);
+        infer_init_ex(&st, &m, batch, T, &opt);
         for (int ri = 0; ri < rates.n; ri++) {
             ServeTrace trace;
             serve_trace_random(&trace, requests, rate[ri], pmin, pmax, omin, omax, m.cfg.vocab_size,
@@ -750,6 +752,7 @@ static int cmd_serve(int argc, char **argv) {
     h5_attr_str(w.file, "model", model);
     h5_attr_str(w.file, "format", qtype_name(fmt));
     h5_attr_str(w.file, "kv_dtype", kv_dtype_name(kvd));
+    h5_attr_i64(w.file, "block_size", block);
     h5_attr_f64(w.file, "load_start", load_start);
     h5_attr_f64(w.file, "load_end", load_end);
     h5_attr_str(w.file, "qkernel", qkernel_name(qkernel_active()));
