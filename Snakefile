@@ -18,6 +18,7 @@ include: "workflows/data.smk"
 include: "workflows/train.smk"
 include: "workflows/eval.smk"
 include: "workflows/code_eval.smk"
+include: "workflows/profile.smk"
 include: "workflows/figures.smk"
 include: "workflows/papers.smk"
 

@@ -67,7 +67,8 @@ envvars:
 MACHINE_CPUS = len(os.sched_getaffinity(0))
 JOB_THREADS = max(config["threads"], -(-workflow.cores // max(1, MACHINE_CPUS // config["threads"])))
 
-TOOL_NAMES = ["corpus", "tokenizer", "train", "merge", "eval", "export", "inspect", "generate", "sandbox"]
+TOOL_NAMES = ["corpus", "tokenizer", "train", "merge", "eval", "export", "inspect", "generate", "sandbox",
+              "profile"]
 TOOL = {name: f"build/lab-{name}" for name in TOOL_NAMES}
 
 

@@ -18,6 +18,11 @@ for _m in CE_MODELS:
         TABLES[f"func_{_m}_{_s}"] = (f"{CED}/func/{_m}_{_s}.h5", "tasks")
     for _s in EDIT_SETS:
         TABLES[f"edit_{_m}_{_s}"] = (f"{CED}/edit/{_m}_{_s}.h5", "samples")
+for _b in BENCHES:
+    TABLES[f"profile_{_b}"] = (f"{PRD}/{_b}.h5", "configs")
+TABLES["profile_serve"] = (rules.profile_serve.output[0], "runs")
+for _f in FORMATS:
+    TABLES[f"ppl_base_test_{_f}"] = (f"{D}/ppl/base_test_{_f}.h5", "by_package")
 
 # figure -> the TSVs its script takes, in the order of its arguments
 FIGURE_INPUTS = {
@@ -30,6 +35,12 @@ FIGURE_INPUTS = {
     "pass_at_k": ["func_base_lab", "func_pairs_lab", "func_base_mined", "func_pairs_mined"],
     "pass_by_difficulty": ["func_base_lab", "func_pairs_lab"],
     "edit_similarity": ["edit_base_body", "edit_pairs_body", "edit_base_next_line", "edit_pairs_next_line"],
+    "batch_scaling": ["profile_batch"],
+    "kv_cache": ["profile_kv"],
+    "quant_frontier": ["profile_formats"] + [f"ppl_base_test_{f}" for f in FORMATS],
+    "memory_formula": [f"profile_{b}" for b in BENCHES],
+    "width_scaling": ["profile_width"],
+    "serving_latency": ["profile_serve"],
 }
 FIGURES = list(FIGURE_INPUTS)
 

@@ -33,11 +33,23 @@ for _m in CE_MODELS:
     for _s in EDIT_SETS:
         CODE_EVAL_H5[f"edit_{_m}_{_s}"] = f"{CED}/edit/{_m}_{_s}.h5"
 
+INFERENCE_PROFILE_H5 = {
+    "base": rules.pretrain.output.model,
+    "serve": rules.profile_serve.output[0],
+    "ppl_base_test": f"{D}/ppl/base_test.h5",
+}
+for _b in BENCHES:
+    INFERENCE_PROFILE_H5[_b] = f"{PRD}/{_b}.h5"
+for _f in FORMATS:
+    INFERENCE_PROFILE_H5[f"ppl_{_f}"] = f"{D}/ppl/base_test_{_f}.h5"
+
 # study -> the HDF5 files its template reads and the figures it shows
 STUDIES = {
     "lora_vs_full": (LORA_VS_FULL_H5, ["pretrain_loss", "finetune_loss", "ppl_by_package",
                                        "corpus_filters", "corpus_packages"]),
     "code_eval": (CODE_EVAL_H5, ["pass_at_k", "pass_by_difficulty", "edit_similarity"]),
+    "inference_profile": (INFERENCE_PROFILE_H5, ["batch_scaling", "kv_cache", "quant_frontier", "memory_formula",
+                                                 "width_scaling", "serving_latency"]),
 }
 REPORTS = [f"papers/{study}/report.md" for study in STUDIES]
 

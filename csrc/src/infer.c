@@ -129,6 +129,10 @@ static QMat *qweight(const InferState *s, int layer, WeightId which) {
     return &s->qw[which == W_HEAD ? 7 * s->m->cfg.n_layers : 7 * layer + (int)which];
 }
 
+// From this many rows on, a quantized product converts its matrix to fp32 and runs sgemm (the
+// conversion reads the weights once, as one decode step does; sgemm then runs at its own rate).
+#define PREFILL_DEQUANT_ROWS 32
+
 static void quantize_weights(InferState *s) {
     const ModelConfig *c = &s->m->cfg;
     if (qtype_is_grouped(s->opt.weights) && (c->dim % QK || c->ffn_dim % QK))
@@ -141,8 +145,10 @@ static void quantize_weights(InferState *s) {
             int rows, cols;
             const float *w = weight_matrix(s->m, l == c->n_layers ? 0 : l, which, &rows, &cols);
             qmat_quantize(qweight(s, l, which), s->opt.weights, w, rows, cols);
+            if ((size_t)rows * cols > s->wdeq_size) s->wdeq_size = (size_t)rows * cols;
             if (which == W_HEAD) break;
         }
+    s->wdeq = lab_malloc(s->wdeq_size * sizeof(float));
 }
 
 void infer_roundtrip_weights(Model *m, QType t) {
@@ -274,6 +280,7 @@ void infer_free(InferState *s) {
     if (s->qw)
         for (int i = 0; i < 7 * s->m->cfg.n_layers + 1; i++) qmat_free(&s->qw[i]);
     free(s->qw);
+    free(s->wdeq);
     scratch_free(s);
     free(s->logits);
     free(s->att_scratch);
@@ -419,6 +426,13 @@ size_t infer_kv_used_bytes(const InferState *s) {
 // threads ran 6x slower than 1 thread per decode step on the default model, V 4096, C 256, on a
 // loaded machine); more rows through the backend's matmul (the same thread split as training).
 static void linear(const InferState *s, int layer, WeightId which, const float *inp, int N, float *out) {
+    if (s->qw && N >= PREFILL_DEQUANT_ROWS) {
+        // prefill: the matrix once to fp32, then sgemm: N times the work amortizes the conversion
+        const QMat *q = qweight(s, layer, which);
+        qmat_dequantize(q, s->wdeq);
+        s->m->be->matmul_forward(out, inp, s->wdeq, N, q->cols, q->rows, 1.0f, 0.0f);
+        return;
+    }
     if (s->qw) {
         qmat_matmul(qweight(s, layer, which), inp, N, out);
         return;

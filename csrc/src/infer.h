@@ -59,7 +59,8 @@ typedef struct {
     int n_blocks;     // KV_PAGED: blocks in the pool; 0: B * ceil(T_max / block_size), enough for all rows full
     // Weight format. QT_F32 (the default): the model's own fp32 weights. Otherwise every weight
     // matrix, the tied embedding / output head included, is quantized at infer_init_ex (quant.h)
-    // and every product runs on the quantized copy; the embedding rows are dequantized from it.
+    // and every product runs on the quantized copy (prefill's, of 32 rows or more, convert the
+    // matrix to fp32 scratch first and run sgemm); the embedding rows are dequantized from it.
     QType weights;
 } InferOptions;
 
@@ -94,6 +95,8 @@ typedef struct {
     int cap_entries, cap_vtable;
     float *row_logits;     // (B, V) infer_prefill's result
     QMat *qw;              // (7 L + 1) with quantized weights: wq wk wv wo w_gate w_up w_down of each layer, then the head
+    float *wdeq;           // with quantized weights: the largest matrix in fp32, for prefill's products
+    size_t wdeq_size;
 } InferState;
 
 // infer_init: KV_CONTIGUOUS with fp32 keys and values. infer_init_ex: the mode, type and pool of

@@ -438,6 +438,8 @@ static int cmd_bench(int argc, char **argv) {
                                 gen.v[g], model, base.max_seq_len);
         }
 
+    // the provenance's thread count: the sweep's largest (the machine's limits are measured with it)
+    lab_set_threads((int)threads.v[threads.n - 1]);
     double load_start = lab_load_average();
     // the limits at the largest prefill of the sweep, in a process of their own like every trial
     int M = (int)(batch.v[batch.n - 1] * prompt.v[prompt.n - 1]);
@@ -637,8 +639,7 @@ static int cmd_serve(int argc, char **argv) {
     lab_set_threads(threads);
     lab_set_seed(seed);
     Model m;
-    model_load_for_inference(&m, model, NULL);
-    lab_add_input(model);
+    model_load_for_inference(&m, model, NULL);  // records the model as an input
     if (pmax + omax - 1 > m.cfg.max_seq_len)
         lab_die("--prompt-max %d + --output-max %d: expected at most %s's context of %d tokens plus one", pmax, omax,
                 model, m.cfg.max_seq_len);

@@ -652,6 +652,29 @@ static void test_weight_formats(Model *m) {
         model_free(&mq);
     }
     CHECK(dist[2] < dist[3], "q8_0 is closer to fp32 than q4_0: %.2e vs %.2e of the peak", dist[2], dist[3]);
+    // a prefill of 32 rows or more converts each matrix to fp32 and runs sgemm: then the logits are
+    // the round-tripped model's up to summation order
+    {
+        enum { T2 = 40 };
+        int32_t seq2[T2];
+        int rows2[T2];
+        make_prompt(seq2, T2, 78);
+        for (int t = 0; t < T2; t++) rows2[t] = 0;
+        Model mq;
+        model_init(&mq, &tiny, &backend_cpu);
+        memcpy(mq.params_memory, m->params_memory, m->num_params * sizeof(float));
+        infer_roundtrip_weights(&mq, QT_Q4_0);
+        model_forward(&mq, seq2, NULL, 1, T2);
+        InferOptions o = {.mode = KV_CONTIGUOUS, .dtype = KV_F32, .weights = QT_Q4_0};
+        infer_init_ex(&s, m, 1, T2, &o);
+        float *big = malloc((size_t)T2 * V * sizeof(float));
+        memcpy(big, infer_forward(&s, T2, rows2, seq2), (size_t)T2 * V * sizeof(float));
+        float d = max_diff(big, mq.logits, (size_t)T2 * V) / peak;
+        CHECK(d <= 1e-4f, "q4_0 prefill of %d rows vs the round-tripped model: %.2e of the peak", T2, d);
+        free(big);
+        infer_free(&s);
+        model_free(&mq);
+    }
     CHECK(dist[1] < dist[3] && dist[0] < dist[3], "16-bit formats are closer to fp32 than q4_0");
     // a copy whose fp32 source is released computes the same
     Model mc;

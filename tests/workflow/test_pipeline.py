@@ -26,6 +26,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PROVENANCE = ["schema", "tool", "tool_version", "git_commit", "command_line", "config_sha256",
               "inputs", "host", "cpu", "blas_core", "gpu", "threads", "created_utc"]
 # project files a fresh clone has (build outputs, data and caches stay behind)
+# the figures drawn from timings (workflows/profile.smk)
+PROFILE_FIGURES = ["batch_scaling", "kv_cache", "quant_frontier", "memory_formula", "width_scaling", "serving_latency"]
 SKIP = {".git", ".venv", ".snakemake", "data", ".debs", ".notes", "__pycache__", ".pytest_cache"}
 
 
@@ -115,7 +117,8 @@ def test_second_run_is_a_no_op(run):
 def test_report_numbers_come_from_the_hdf5_files(run):
     root, _, files = run
     reports = sorted(k for k in files if k.endswith("report.md"))
-    assert reports == ["papers/code_eval/report.md", "papers/lora_vs_full/report.md"], reports
+    assert reports == ["papers/code_eval/report.md", "papers/inference_profile/report.md",
+                       "papers/lora_vs_full/report.md"], reports
     for rel in reports:
         assert "{{" not in files[rel].decode(), f"{rel}: unfilled placeholder"
     text = files["papers/lora_vs_full/report.md"].decode()
@@ -134,7 +137,7 @@ def test_report_numbers_come_from_the_hdf5_files(run):
             es = float(f.attrs["es_chars"])
         assert f"{es:.3f}" in code_eval, f"{model} edit similarity {es:.3f} not in the code_eval report"
     # every figure is embedded in a report, and each has a provenance block naming its inputs' sha256
-    both = text + files["papers/code_eval/report.md"].decode()
+    both = "".join(files[rel].decode() for rel in reports)
     for png in (root / "figures").glob("*.png"):
         assert f"figures/{png.name}" in both, png.name
     for tsv in (root / "data/tiny/tsv").glob("ppl_*_test.tsv"):
@@ -151,7 +154,12 @@ def test_rebuild_from_scratch_is_byte_identical(run):
     assert sorted(after) == sorted(before)
     logs = {k for k in before if k.endswith("_log.h5")}
     log_tsvs = {k for k in before if k.endswith("_log.tsv")}
-    differ = [k for k in before if k not in logs | log_tsvs and not k.endswith("report.md") and before[k] != after[k]]
+    # the profiling study's files are wall-clock measurements (codelm-lab/profile/1, serve/1), and
+    # so are the tables, figures and report made from them; its perplexities are computed, and checked
+    timed = {k for k in before if "/profile/" in k or "/tsv/profile_" in k or "inference_profile" in k}
+    timed |= {f"figures/{name}.{ext}" for name in PROFILE_FIGURES for ext in ("pdf", "png")}
+    differ = [k for k in before if k not in logs | log_tsvs | timed and not k.endswith("report.md")
+              and before[k] != after[k]]
     assert not differ, f"not byte-identical after a rebuild: {differ}"
     for rel in log_tsvs:  # the same rows but for the wall-clock column
         rows = [[line.split("\t") for line in d.decode().splitlines()] for d in (before[rel], after[rel])]
