@@ -1,12 +1,12 @@
 // lab-bench: times the model's forward + backward at a given size on the CPU backend and sets the
 // time its matmuls take against the machine's own sgemm rate, measured in the same run at the
 // same thread count, on the model's most common product shape.
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#include "machine.h"
 #include "lora.h"
 #include "model.h"
 
@@ -29,26 +29,6 @@ static void usage(void) {
         "  --threads N            OpenMP and BLAS threads (OMP_NUM_THREADS or all cores)\n");
 }
 
-// sgemm GFLOP/s on out (M,N) = a (M,K) @ b (N,K)^T (the linear layers' forward): the best of the
-// repetitions in 1 s, since on a shared machine the best is the one measurement others did not slow
-static double sgemm_rate(int M, int N, int K) {
-    float *a = lab_calloc((size_t)M * K, sizeof(float)), *b = lab_calloc((size_t)N * K, sizeof(float));
-    float *c = lab_calloc((size_t)M * N, sizeof(float));
-    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
-    double best = 1e30, start = lab_now();
-    while (lab_now() - start < 1.0) {
-        double t0 = lab_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
-        double t = lab_now() - t0;
-        best = t < best ? t : best;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * M * N * K / best / 1e9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -131,8 +111,8 @@ int main(int argc, char **argv) {
     qsort(step_s, (size_t)steps, sizeof(double), cmp_double);
     double median_s = step_s[steps / 2];
     double mm_rate = best.matmul_flop / best.matmul_s / 1e9;
-    double machine = sgemm_rate(N, c.ffn_dim, c.dim);
-    double square = sgemm_rate(1024, 1024, 1024);
+    double machine = machine_sgemm_gflops(N, c.ffn_dim, c.dim, 1.0);
+    double square = machine_sgemm_gflops(1024, 1024, 1024, 1.0);
     printf("forward+backward: %.1f tokens/s in the median step, %.1f in the best (%d steps)\n", N / median_s,
            N / best_s, steps);
     printf("best step %.3f s: forward %.3f, backward %.3f, loss %.4f\n", best_s, best_fwd, best_bwd, m.mean_loss);
