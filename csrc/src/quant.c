@@ -31,6 +31,12 @@
 
 #define AI __attribute__((always_inline)) inline
 #define NX_MAX 4  // rows of x per weight-row pass
+// The SIMD kernels of bf16, fp16, Q8_0 and Q4_0 prefetch each weight row this far ahead of where
+// they read. Streaming from DRAM on 2 cores (EPYC, 135 MB of 768-wide layers, interleaved A/B, two
+// rounds) it raised bf16 from 14-17 to 16-22 GB/s, Q8_0 from 11-12 to 14-18 and Q4_0 from 11-12
+// to 14-17 (4 and 8 KiB about equal, 2 KiB short of them); fp32 lost 5-20% at 2-8 KiB ahead and
+// gained nothing at 16, so it is left to the hardware prefetchers.
+#define PREFETCH_BYTES 8192
 
 typedef struct {
     uint16_t d;
@@ -434,6 +440,9 @@ TARGET_AVX2 static AI void dot_float_avx2(const void *w, size_t rb, const void *
         for (int u = 0; u < U; u++) {
             __m256 wv[4];
             for (int m = 0; m < MR; m++) wv[m] = load8_avx2(row_at(w, rb, m), c + 8 * u, FMT);
+            if (FMT != QT_F32 && u == 0)
+                for (int m = 0; m < MR; m++)
+                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T0);
             for (int j = 0; j < NX; j++) {
                 const __m256 xv = _mm256_loadu_ps(xf + j * xs + c + 8 * u);
                 for (int m = 0; m < MR; m++) acc[m][j][u] = _mm256_fmadd_ps(wv[m], xv, acc[m][j][u]);
@@ -478,6 +487,8 @@ TARGET_AVX2 static AI void group_step_avx2(const void *w, size_t rb, const QActB
     const __m256i ones = _mm256_set1_epi16(1);
     for (int m = 0; m < MR; m++) {
         qw[m] = load_group_avx2(row_at(w, rb, m), b, &dw[m], FMT);
+        _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)b * (FMT == QT_Q8_0 ? sizeof(BlockQ8) : sizeof(BlockQ4)) +
+                         PREFETCH_BYTES, _MM_HINT_T0);
         aw[m] = FMT == QT_Q8_0 ? _mm256_sign_epi8(qw[m], qw[m]) : qw[m];
     }
     for (int j = 0; j < NX; j++) {
@@ -541,6 +552,9 @@ TARGET_AVX512 static AI void dot_float_avx512(const void *w, size_t rb, const vo
         for (int u = 0; u < U; u++) {
             __m512 wv[4];
             for (int m = 0; m < MR; m++) wv[m] = load16_avx512(row_at(w, rb, m), c + 16 * u, FMT);
+            if (FMT != QT_F32 && u == 0)
+                for (int m = 0; m < MR; m++)
+                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T0);
             for (int j = 0; j < NX; j++) {
                 const __m512 xv = _mm512_loadu_ps(xf + j * xs + c + 16 * u);
                 for (int m = 0; m < MR; m++) acc[m][j][u] = _mm512_fmadd_ps(wv[m], xv, acc[m][j][u]);

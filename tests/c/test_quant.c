@@ -4,13 +4,12 @@
 // bit patterns where the CPU has it and against a nearest-neighbour check everywhere;
 // quantize -> dequantize error bounds per format (Q8_0 and Q4_0 within d/2 of every weight, bf16 and
 // fp16 within 2^-8 and 2^-11 relative) on weights with zero groups, outliers, tiny groups and
-// groups that defeat Q4_0's -m/8 scale; the activation quantization bit for bit against a scalar
-// re-implementation. For every format and every kernel this CPU runs: the product against a double
+// groups that defeat Q4_0's -m/8 scale; the activation quantization of every kernel bit for bit
+// against a scalar re-implementation. For every format and every kernel this CPU runs: the product against a double
 // reference that reads the documented block bytes and does the same math (integer group sums for
 // Q8_0 / Q4_0) within a float rounding bound, and against the true fp32 product within the bound
 // the quantization errors allow, on odd shapes and N = 1, 3, 4, 17. The same bytes and the same
 // products for 1 and 2 threads; LAB_QKERNEL honoured and checked; bad shapes and weights die.
-#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
