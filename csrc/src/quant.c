@@ -32,10 +32,11 @@
 #define AI __attribute__((always_inline)) inline
 #define NX_MAX 4  // rows of x per weight-row pass
 // The SIMD kernels of bf16, fp16, Q8_0 and Q4_0 prefetch each weight row this far ahead of where
-// they read. Streaming from DRAM on 2 cores (EPYC, 135 MB of 768-wide layers, interleaved A/B, two
-// rounds) it raised bf16 from 14-17 to 16-22 GB/s, Q8_0 from 11-12 to 14-18 and Q4_0 from 11-12
-// to 14-17 (4 and 8 KiB about equal, 2 KiB short of them); fp32 lost 5-20% at 2-8 KiB ahead and
-// gained nothing at 16, so it is left to the hardware prefetchers.
+// they read, into L2. Streaming from DRAM on 2 cores (EPYC, 135 MB of 768-wide layers, interleaved
+// A/B, medians of 7, four quiet rounds) it raised bf16 from 16-18 to 20-22 GB/s, Q8_0 from 11-13 to
+// 17-20 and Q4_0 from 10-13 to 16-17 (4, 8 and 16 KiB about equal, 2 KiB short of them; into L2
+// beat into L1 by 15% for Q4_0 and matched it otherwise); fp32 gained nothing and lost up to 20% at
+// 2-8 KiB in one round, so it is left to the hardware prefetchers.
 #define PREFETCH_BYTES 8192
 
 typedef struct {
@@ -442,7 +443,7 @@ TARGET_AVX2 static AI void dot_float_avx2(const void *w, size_t rb, const void *
             for (int m = 0; m < MR; m++) wv[m] = load8_avx2(row_at(w, rb, m), c + 8 * u, FMT);
             if (FMT != QT_F32 && u == 0)
                 for (int m = 0; m < MR; m++)
-                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T0);
+                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T1);
             for (int j = 0; j < NX; j++) {
                 const __m256 xv = _mm256_loadu_ps(xf + j * xs + c + 8 * u);
                 for (int m = 0; m < MR; m++) acc[m][j][u] = _mm256_fmadd_ps(wv[m], xv, acc[m][j][u]);
@@ -488,7 +489,7 @@ TARGET_AVX2 static AI void group_step_avx2(const void *w, size_t rb, const QActB
     for (int m = 0; m < MR; m++) {
         qw[m] = load_group_avx2(row_at(w, rb, m), b, &dw[m], FMT);
         _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)b * (FMT == QT_Q8_0 ? sizeof(BlockQ8) : sizeof(BlockQ4)) +
-                         PREFETCH_BYTES, _MM_HINT_T0);
+                         PREFETCH_BYTES, _MM_HINT_T1);
         aw[m] = FMT == QT_Q8_0 ? _mm256_sign_epi8(qw[m], qw[m]) : qw[m];
     }
     for (int j = 0; j < NX; j++) {
@@ -554,7 +555,7 @@ TARGET_AVX512 static AI void dot_float_avx512(const void *w, size_t rb, const vo
             for (int m = 0; m < MR; m++) wv[m] = load16_avx512(row_at(w, rb, m), c + 16 * u, FMT);
             if (FMT != QT_F32 && u == 0)
                 for (int m = 0; m < MR; m++)
-                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T0);
+                    _mm_prefetch((const char *)row_at(w, rb, m) + (size_t)c * 2 + PREFETCH_BYTES, _MM_HINT_T1);
             for (int j = 0; j < NX; j++) {
                 const __m512 xv = _mm512_loadu_ps(xf + j * xs + c + 16 * u);
                 for (int m = 0; m < MR; m++) acc[m][j][u] = _mm512_fmadd_ps(wv[m], xv, acc[m][j][u]);
@@ -650,10 +651,11 @@ static ActFn act_fn(void) {
 
 void qact_quantize(const float *x, int n, QActBlock *out) { act_fn()(x, n, out); }
 
-// On 2 cores (AMD EPYC, libgomp, lab-qbench on a quiet machine) an empty parallel region cost
-// 1.4 us; a 256 x 256 matvec (65536 weights) took 3.7-4.8 us on one thread and 4.5-5.2 us on two,
-// whatever the format, and 512 x 256 took 7.2-10.9 us on one and 6.7-7.5 us on two. So a product
-// takes a second thread from 2 x 65536 weights on.
+// On 2 cores (AMD EPYC, libgomp; lab-qbench's small-matvec table, two quiet runs) an empty parallel
+// region cost 1.4 us. A 256 x 256 matvec (65536 weights) took 3.3-5.8 us on one thread, and two
+// threads ran it anywhere from 1.5x faster to 1.4x slower by format and run; from 512 x 256 on,
+// two threads were faster (1.06-1.9x) in all readings but one (Q8_0, 0.87x). So a product takes a
+// second thread from 2 x 65536 weights on.
 static size_t g_parallel_min_weights = 65536;
 
 void qmat_set_parallel_min_weights(size_t weights) { g_parallel_min_weights = weights; }
